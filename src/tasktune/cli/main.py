@@ -1,0 +1,116 @@
+"""The `tasktune` command. Thin: parse arguments, call one recipe, turn user errors
+into one clear message and exit status 1 (no traceback)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import typing
+
+from tasktune.config import ConfigError, RunConfig, field_docs, load_config
+
+__all__ = ["main", "build_parser"]
+
+
+def _columns(items: list[str]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        ours, sep, theirs = item.partition("=")
+        if not sep:
+            raise ValueError(f"--column {item!r}: expected FIELD=COLUMN, e.g. instruction=question")
+        out[ours] = theirs
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tasktune", description="Teach a chat LLM one task, and prove it learned it.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="evaluate the base model, fine-tune, evaluate again, write the run folder")
+    p.add_argument("config", help="YAML config (see `tasktune config`)")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. train.max_steps=100 output_dir=runs/x")
+
+    p = sub.add_parser("eval", help="base vs tuned exact match on a run's held-out set")
+    p.add_argument("--run", required=True, help="run folder written by `tasktune train`")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. eval.max_examples=500")
+
+    p = sub.add_parser("predict", help="answer every prompt of a JSONL file with a run's model")
+    p.add_argument("--run", required=True, help="run folder")
+    p.add_argument("--input", required=True, help='JSONL rows {"prompt": ...} or alpaca rows')
+    p.add_argument("--output", required=True, help="JSONL: each input row plus prediction and input")
+
+    p = sub.add_parser("chat", help="interactive, streaming, multi-turn chat")
+    who = p.add_mutually_exclusive_group(required=True)
+    who.add_argument("--run", help="run folder")
+    who.add_argument("--model", help="a base model alone (bundled name, folder or .gguf)")
+    p.add_argument("--max-new-tokens", type=int, default=None, help="cap per answer (default: the run's, else 256)")
+
+    p = sub.add_parser("data", help="check or preview data")
+    dsub = p.add_subparsers(dest="data_command", required=True)
+    c = dsub.add_parser("check", help="validate a data file: row count, or every bad row as FILE:ROW: reason")
+    c.add_argument("file")
+    c.add_argument("--format", choices=["auto", "json", "jsonl"], default="auto")
+    c.add_argument("--column", action="append", default=[], metavar="FIELD=COLUMN", help="e.g. instruction=question")
+    v = dsub.add_parser("preview", help="print rendered training examples with the supervised span marked")
+    v.add_argument("config")
+    v.add_argument("overrides", nargs="*", metavar="key=value")
+    v.add_argument("-n", type=int, default=3, help="examples to show")
+
+    sub.add_parser("config", help="list every config key with its default and meaning")
+    return parser
+
+
+def _print_config_help(cls: type = RunConfig, prefix: str = "") -> None:
+    docs = field_docs(cls)
+    hints = typing.get_type_hints(cls)
+    default = cls()
+    for f in dataclasses.fields(cls):
+        value = getattr(default, f.name)
+        if dataclasses.is_dataclass(hints[f.name]):
+            print(f"\n{prefix}{f.name}:")
+            _print_config_help(hints[f.name], prefix + f.name + ".")
+            continue
+        print(f"  {prefix}{f.name} = {value!r}\n      {docs.get(f.name, '')}")
+
+
+def run(args: argparse.Namespace) -> int:
+    from tasktune import recipes
+
+    if args.command == "train":
+        recipes.finetune(load_config(args.config, args.overrides))
+    elif args.command == "eval":
+        recipes.evaluate_run(args.run, args.overrides)
+    elif args.command == "predict":
+        n = recipes.predict(args.run, args.input, args.output)
+        print(f"wrote {n} predictions to {args.output}")
+    elif args.command == "chat":
+        recipes.chat(args.run, args.model, args.max_new_tokens)
+    elif args.command == "data" and args.data_command == "check":
+        problems = recipes.check_data(args.file, args.format, _columns(args.column))
+        for line in problems:
+            print(line, file=sys.stderr)
+        if problems:
+            print(f"{args.file}: {len(problems)} bad row(s)", file=sys.stderr)
+            return 1
+    elif args.command == "data":
+        recipes.preview_data(load_config(args.config, args.overrides), args.n)
+    elif args.command == "config":
+        _print_config_help()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return run(args)
+    except (ConfigError, FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

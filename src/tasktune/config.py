@@ -1,0 +1,391 @@
+"""Run configuration: frozen dataclasses, one per stage, loaded from YAML.
+
+Every field's docstring is its help text (``tasktune train --help-config``).
+:func:`load_config` rejects unknown keys with a did-you-mean and reports every
+problem of a file at once in one :class:`ConfigError`.
+
+Example:
+    >>> cfg = load_config("configs/arith_lora.yaml", ["train.max_steps=10"])
+    >>> cfg.train.max_steps
+    10
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import difflib
+import inspect
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from tasktune.constants import DEFAULT_MODEL
+
+__all__ = [
+    "ArithmeticConfig",
+    "FileDataConfig",
+    "DataConfig",
+    "EncodingConfig",
+    "LoraConfig",
+    "AdapterConfig",
+    "TrainConfig",
+    "EvalConfig",
+    "GenerateConfig",
+    "RunConfig",
+    "ConfigError",
+    "load_config",
+    "config_to_dict",
+    "field_docs",
+]
+
+
+class ConfigError(ValueError):
+    """Every problem found in one configuration, listed together."""
+
+    def __init__(self, source: str, problems: list[str]):
+        self.source = source
+        self.problems = problems
+        lines = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"{source}: {len(problems)} problem(s) in the configuration:\n{lines}")
+
+
+@dataclass(frozen=True)
+class ArithmeticConfig:
+    ops: dict[str, float] = field(default_factory=lambda: {"+": 0.5, "-": 0.5})
+    """Operations and their share of problems, e.g. {"+": 1, "-": 1, "*": 1, "/": 1}."""
+    digits: tuple[int, int] = (1, 2)
+    """Range of integer-part digits for both operands, inclusive ([1, 2]: 0 to 99)."""
+    digits_b: tuple[int, int] | None = None
+    """Digit range of the second operand; null: the same as `digits`."""
+    digit_sampling: Literal["uniform", "per_digits"] = "uniform"
+    """uniform: operands uniform over the whole range; per_digits: each digit count equally likely."""
+    decimal_share: float = 0.0
+    """Share of problems with decimal operands (0: integers only, 1: decimals only)."""
+    decimal_places: int = 2
+    """Decimal places of decimal operands (canonical form drops trailing zeros)."""
+    division_places: int = 2
+    """Places the exact quotient is rounded to (half up); canonical: 8.4, never 8.40."""
+    prompt_format: Literal["bare", "zh_pairs"] = "bare"
+    """bare: `98+83=`; zh_pairs: one of the tutorial's eight Chinese pairs, e.g. `口算: 98+83= 解:`."""
+    answer_format: Literal["value", "equation"] = "value"
+    """value: `181`; equation: the tutorial's `98+83=181`."""
+
+
+@dataclass(frozen=True)
+class FileDataConfig:
+    path: str = ""
+    """Training file: a JSON array or JSON lines of alpaca rows (instruction/input/output)."""
+    eval_path: str | None = None
+    """Held-out file in the same shape; null: the last `eval.max_examples` rows of `path`."""
+    columns: dict[str, str] = field(default_factory=dict)
+    """Column mapping onto instruction/input/output/system/history, e.g. {instruction: question, output: answer}."""
+    on_bad_row: Literal["error", "skip"] = "error"
+    """error: stop at the first bad row with its file and row; skip: count and report skipped rows."""
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    task: Literal["arithmetic", "file"] = "arithmetic"
+    """arithmetic: generated problems, checked by value; file: alpaca/JSON-lines rows."""
+    arithmetic: ArithmeticConfig = field(default_factory=ArithmeticConfig)
+    """Generator settings for task: arithmetic."""
+    file: FileDataConfig = field(default_factory=FileDataConfig)
+    """File settings for task: file."""
+    train_size: int | None = None
+    """Fixed number of training problems; null: a fresh problem every draw (arithmetic only)."""
+
+
+@dataclass(frozen=True)
+class EncodingConfig:
+    system_prompt: str | None = ""
+    """System message of every conversation. "" (default): an empty system turn, which stops
+    templates such as SmolLM2's from injecting their own default (about half the tokens of a
+    short problem). null: no system message, the template's default applies."""
+    template: str | None = None
+    """Built-in chat template for models without one (e.g. chatglm); null: the tokenizer's own."""
+    max_length: int = 512
+    """Longest example in tokens, prompt and answer together."""
+    overlong: Literal["truncate", "drop", "error"] = "drop"
+    """What to do with a longer example: truncate the prompt from the left, drop it (counted), or stop."""
+
+
+@dataclass(frozen=True)
+class LoraConfig:
+    r: int = 16
+    """LoRA rank."""
+    alpha: float = 32.0
+    """LoRA scaling numerator (the update is scaled by alpha / r)."""
+    dropout: float = 0.0
+    """Dropout on the LoRA input."""
+    target_modules: str | list[str] = "all-linear"
+    """Module names to adapt, or "all-linear" (every linear layer but the output head)."""
+
+
+@dataclass(frozen=True)
+class AdapterConfig:
+    method: Literal["lora"] = "lora"
+    """Fine-tuning method."""
+    lora: LoraConfig = field(default_factory=LoraConfig)
+    """Settings for method: lora."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    max_steps: int = 300
+    """Optimizer steps."""
+    batch_size: int = 16
+    """Examples per optimizer step (per process), before accumulation."""
+    grad_accum: int = 1
+    """Micro-batches accumulated per optimizer step; batch_size is split into this many."""
+    lr: float = 2e-3
+    """Peak learning rate."""
+    min_lr_ratio: float = 0.1
+    """Final learning rate as a share of the peak."""
+    warmup_steps: int = 20
+    """Linear warm-up steps."""
+    schedule: Literal["cosine", "linear", "constant"] = "cosine"
+    """Decay after warm-up."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    max_grad_norm: float = 1.0
+    """Gradient clipping norm (0: off)."""
+    save_every: int = 0
+    """Save a checkpoint every N steps (0: only at the end)."""
+    log_every: int = 10
+    """Write a line to train_log.jsonl every N steps."""
+    gradient_checkpointing: bool = False
+    """Recompute activations in backward: less memory, about 45% slower on a CPU."""
+    threads: int | None = None
+    """CPU threads for torch; null: all cores."""
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    max_examples: int = 300
+    """Held-out examples evaluated before and after training."""
+    batch_size: int = 64
+    """Rows generated together."""
+    base: bool = True
+    """Evaluate the untuned base model too, on the same examples."""
+    seed: int = 1234
+    """Seed of the held-out arithmetic problems (disjoint from training by construction)."""
+
+
+@dataclass(frozen=True)
+class GenerateConfig:
+    max_new_tokens: int | None = None
+    """Cap on generated tokens; null: from the task (longest reference + 8, at most 512)."""
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    output_dir: str = "runs/run"
+    """Run folder: config, adapter, metrics, predictions and report."""
+    model: str = DEFAULT_MODEL
+    """Bundled name (smollm2-135m), a local Hugging Face folder, a .gguf file, or a cached hub id."""
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    """Weight dtype; auto: float32 on CPU, bfloat16 (or float16) on a GPU."""
+    trust_remote_code: bool = False
+    """Run Python code shipped with the model (off unless you trust the source)."""
+    seed: int = 0
+    """Seed of weights init, data order and training problems."""
+    data: DataConfig = field(default_factory=DataConfig)
+    encoding: EncodingConfig = field(default_factory=EncodingConfig)
+    adapter: AdapterConfig = field(default_factory=AdapterConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    generate: GenerateConfig = field(default_factory=GenerateConfig)
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """Map each field of a config dataclass to the docstring written under it."""
+    source = inspect.getsource(cls)
+    tree = ast.parse(source)
+    body = tree.body[0].body  # type: ignore[attr-defined]
+    docs: dict[str, str] = {}
+    for node, nxt in zip(body, body[1:]):
+        if isinstance(node, ast.AnnAssign) and isinstance(nxt, ast.Expr):
+            if isinstance(nxt.value, ast.Constant) and isinstance(nxt.value.value, str):
+                docs[node.target.id] = " ".join(nxt.value.value.split())  # type: ignore[attr-defined]
+    return docs
+
+
+def _coerce(value: Any, tp: Any, where: str, problems: list[str]) -> Any:
+    """Check ``value`` against type hint ``tp``; returns the converted value or None."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errs: list[str] = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            trial: list[str] = []
+            out = _coerce(value, arg, where, trial)
+            if not trial:
+                return out
+            errs.extend(trial)
+        problems.append(errs[0] if errs else f"{where}: invalid value {value!r}")
+        return None
+    if origin is Literal:
+        if value not in args:
+            near = difflib.get_close_matches(str(value), [str(a) for a in args], n=1)
+            hint = f" (did you mean {near[0]!r}?)" if near else ""
+            problems.append(f"{where}: {value!r} is not one of {', '.join(map(repr, args))}{hint}")
+        return value
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            problems.append(f"{where}: expected a mapping of {tp.__name__} fields, got {value!r}")
+            return None
+        return _build(tp, value, where + ".", problems)
+    if origin is dict:
+        if not isinstance(value, dict):
+            problems.append(f"{where}: expected a mapping, got {value!r}")
+            return None
+        kt, vt = args
+        return {_coerce(k, kt, f"{where}.{k}", problems): _coerce(v, vt, f"{where}.{k}", problems) for k, v in value.items()}
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            problems.append(f"{where}: expected a list, got {value!r}")
+            return None
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            if len(value) != len(args):
+                problems.append(f"{where}: expected {len(args)} values, got {list(value)!r}")
+                return None
+            return tuple(_coerce(v, t, f"{where}[{i}]", problems) for i, (v, t) in enumerate(zip(value, args)))
+        inner = args[0]
+        return origin(_coerce(v, inner, f"{where}[{i}]", problems) for i, v in enumerate(value))
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp is float and isinstance(value, str):
+        try:  # YAML reads 2e-3 as a string (it wants 2.0e-3)
+            return float(value)
+        except ValueError:
+            pass
+    if tp is Any:
+        return value
+    if not isinstance(value, tp) or (tp is int and isinstance(value, bool)):
+        problems.append(f"{where}: expected {tp.__name__}, got {type(value).__name__} {value!r}")
+        return None
+    return value
+
+
+def _build(cls: type, raw: dict[str, Any], prefix: str, problems: list[str]) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in names:
+            near = difflib.get_close_matches(str(key), names, n=1, cutoff=0.5)
+            hint = f"; did you mean {prefix}{near[0]!r}?" if near else f"; valid keys: {', '.join(names)}"
+            problems.append(f"unknown key {prefix}{key!r}{hint}")
+            continue
+        kwargs[key] = _coerce(value, hints[key], prefix + key, problems)
+    return cls(**kwargs) if not problems else None
+
+
+def _set_path(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = tree
+    for part in parts[:-1]:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = {}
+            node[part] = child
+        node = child
+    node[parts[-1]] = value
+
+
+def _validate(cfg: RunConfig) -> list[str]:
+    """Cross-field checks that types alone cannot express."""
+    p: list[str] = []
+    t, a = cfg.train, cfg.data.arithmetic
+    if t.max_steps < 1:
+        p.append(f"train.max_steps: must be at least 1, got {t.max_steps}")
+    if t.batch_size < 1 or t.grad_accum < 1 or t.batch_size % t.grad_accum:
+        p.append(f"train.batch_size ({t.batch_size}) must be a positive multiple of train.grad_accum ({t.grad_accum})")
+    if t.lr <= 0:
+        p.append(f"train.lr: must be positive, got {t.lr}")
+    if cfg.eval.max_examples < 1:
+        p.append(f"eval.max_examples: must be at least 1 (the held-out set proves learning), got {cfg.eval.max_examples}")
+    bad_ops = [op for op in a.ops if op not in "+-*/" or len(op) != 1]
+    if bad_ops:
+        p.append(f"data.arithmetic.ops: unknown operation(s) {bad_ops}; use +, -, * and /")
+    if not a.ops or any(w < 0 for w in a.ops.values()) or sum(a.ops.values()) <= 0:
+        p.append("data.arithmetic.ops: give each operation a weight >= 0, at least one positive")
+    for name, rng in (("digits", a.digits), ("digits_b", a.digits_b)):
+        if rng is not None and not 1 <= rng[0] <= rng[1] <= 18:
+            p.append(f"data.arithmetic.{name}: need 1 <= low <= high <= 18, got {list(rng)}")
+    if not 0.0 <= a.decimal_share <= 1.0:
+        p.append(f"data.arithmetic.decimal_share: must be within [0, 1], got {a.decimal_share}")
+    if cfg.data.task == "file" and not cfg.data.file.path:
+        p.append("data.file.path: required when data.task is 'file'")
+    if cfg.data.task == "file" and cfg.data.train_size is not None:
+        p.append("data.train_size: only for data.task 'arithmetic' (a file has its own size)")
+    if cfg.encoding.max_length < 8:
+        p.append(f"encoding.max_length: must be at least 8, got {cfg.encoding.max_length}")
+    return p
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
+    """Read a YAML config, apply ``key=value`` overrides, and validate it.
+
+    Args:
+        path: YAML file; None starts from the defaults.
+        overrides: Dotted assignments such as ``train.lr=1e-3``; values are parsed as YAML.
+
+    Returns:
+        The frozen, validated configuration.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        ConfigError: unknown keys, wrong types or invalid values (all of them, at once).
+    """
+    source = str(path) if path is not None else "<defaults>"
+    raw: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise FileNotFoundError(f"config file not found: {p}")
+        try:
+            loaded = yaml.safe_load(p.read_text(encoding="utf-8-sig"))
+        except yaml.YAMLError as exc:
+            raise ConfigError(source, [f"not valid YAML: {exc}"]) from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(source, ["the top level must be a mapping of keys to values"])
+        raw = loaded or {}
+    problems: list[str] = []
+    for item in overrides or []:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            problems.append(f"override {item!r}: expected key=value, e.g. train.max_steps=100")
+            continue
+        _set_path(raw, key.strip(), yaml.safe_load(text) if text.strip() else "")
+    if problems:
+        raise ConfigError(source, problems)
+    cfg = _build(RunConfig, raw, "", problems)
+    if problems:
+        raise ConfigError(source, problems)
+    problems = _validate(cfg)
+    if problems:
+        raise ConfigError(source, problems)
+    return cfg
+
+
+def config_to_dict(cfg: Any) -> dict[str, Any]:
+    """Plain dict of a config (tuples as lists), ready for YAML or JSON."""
+
+    def plain(v: Any) -> Any:
+        if isinstance(v, (list, tuple)):
+            return [plain(x) for x in v]
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        return v
+
+    return plain(dataclasses.asdict(cfg))

@@ -1,0 +1,197 @@
+"""The arithmetic task: + - * / problems generated from a seed and checked by value.
+
+Answers are computed exactly with :mod:`decimal` and :mod:`fractions`, never floats.
+Canonical number format (the rule every answer and operand follows):
+
+* no exponent, no leading ``+``, no trailing zeros after the point, no bare point:
+  ``8.4`` (never ``8.40`` or ``8.399999``), ``12`` (never ``12.0``);
+* signs are kept: ``3-8=-5``; zero is ``0``, never ``-0``;
+* division gives the exact quotient rounded half up to ``division_places``:
+  ``10/3=3.33``, ``2/3=0.67``, ``-1/8=-0.13``.
+
+Held-out problems are drawn first from their own seed; training problems skip any
+(a, op, b) among them, so no eval problem is ever trained on.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
+from fractions import Fraction
+from typing import Iterator
+
+from tasktune.config import ArithmeticConfig
+from tasktune.data.example import Example
+
+__all__ = [
+    "ZH_PAIRS",
+    "Problem",
+    "canonical",
+    "solve",
+    "sample_problem",
+    "to_example",
+    "eval_problems",
+    "train_problems",
+]
+
+# The original tutorial's eight question/answer labels, one picked per example.
+ZH_PAIRS: tuple[tuple[str, str], ...] = (
+    ("问", "答"),
+    ("问题", "答案"),
+    ("计算", "回答"),
+    ("计算题", "解答"),
+    ("口算", "解"),
+    ("简便运算", "剖析"),
+    ("数学题", "点拨"),
+    ("初等数学", "解析"),
+)
+
+OP_NAMES = {"+": "add", "-": "sub", "*": "mul", "/": "div"}
+
+
+@dataclass(frozen=True)
+class Problem:
+    """``a op b``; ``a`` and ``b`` carry their decimal places (Decimal('12.5'))."""
+
+    a: Decimal
+    op: str
+    b: Decimal
+
+    @property
+    def text(self) -> str:
+        return f"{canonical(self.a)}{self.op}{canonical(self.b)}="
+
+    @property
+    def key(self) -> tuple[Decimal, str, Decimal]:
+        return (self.a.normalize(), self.op, self.b.normalize())
+
+
+def canonical(value: Decimal) -> str:
+    """Canonical text of a number (see the module docstring)."""
+    if value == 0:
+        return "0"
+    text = format(value, "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return text
+
+
+def solve(problem: Problem, division_places: int) -> Decimal:
+    """Exact value of the problem; division is rounded half up to ``division_places``.
+
+    Raises:
+        ZeroDivisionError: division by zero (the generator never asks for it).
+    """
+    a, b = problem.a, problem.b
+    if problem.op == "+":
+        return a + b
+    if problem.op == "-":
+        return a - b
+    if problem.op == "*":
+        return a * b
+    if problem.op == "/":
+        q = Fraction(a) / Fraction(b)
+        exact = Decimal(q.numerator) / Decimal(q.denominator) if q.denominator == 1 else None
+        if exact is not None:
+            return exact
+        # Round the exact fraction, not a float: scale, round half up, unscale.
+        scaled = q * 10**division_places
+        floor = scaled.numerator // scaled.denominator
+        rounded = floor + 1 if scaled - floor >= Fraction(1, 2) else floor
+        return Decimal(rounded).scaleb(-division_places)
+    raise ValueError(f"unknown operation {problem.op!r}")
+
+
+def _operand(rng: random.Random, digits: tuple[int, int], cfg: ArithmeticConfig, places: int) -> Decimal:
+    lo, hi = digits
+    if cfg.digit_sampling == "per_digits":
+        n = rng.randint(lo, hi)
+        low = 0 if n == 1 else 10 ** (n - 1)
+        integer = rng.randint(low, 10**n - 1)
+    else:
+        integer = rng.randint(0 if lo == 1 else 10 ** (lo - 1), 10**hi - 1)
+    if places == 0:
+        return Decimal(integer)
+    frac = rng.randint(0, 10**places - 1)
+    return Decimal(integer * 10**places + frac).scaleb(-places)
+
+
+def sample_problem(rng: random.Random, cfg: ArithmeticConfig) -> Problem:
+    """Draw one problem: operation by its weight, then both operands."""
+    ops = list(cfg.ops)
+    op = rng.choices(ops, weights=[cfg.ops[o] for o in ops])[0]
+    places = cfg.decimal_places if rng.random() < cfg.decimal_share else 0
+    a = _operand(rng, cfg.digits, cfg, places)
+    b = _operand(rng, cfg.digits_b or cfg.digits, cfg, places)
+    while op == "/" and b == 0:
+        b = _operand(rng, cfg.digits_b or cfg.digits, cfg, places)
+    return Problem(a, op, b)
+
+
+def _digits(value: Decimal) -> int:
+    return len(str(int(abs(value))))
+
+
+def category(problem: Problem) -> str:
+    """Metric group: operation x integer/decimal x operand digits, e.g. ``add_int_2d1d``."""
+    kind = "dec" if "." in problem.text else "int"
+    return f"{OP_NAMES[problem.op]}_{kind}_{_digits(problem.a)}d{_digits(problem.b)}d"
+
+
+def to_example(problem: Problem, rng: random.Random, cfg: ArithmeticConfig) -> Example:
+    """Render a problem in the configured prompt and answer formats."""
+    value = canonical(solve(problem, cfg.division_places))
+    if cfg.prompt_format == "zh_pairs":
+        ask, reply = rng.choice(ZH_PAIRS)
+        prompt = f"{ask}: {problem.text} {reply}:"
+    else:
+        prompt = problem.text
+    response = problem.text + value if cfg.answer_format == "equation" else value
+    return Example(prompt=prompt, response=response, answer=value, category=category(problem))
+
+
+def eval_problems(cfg: ArithmeticConfig, n: int, seed: int) -> list[Problem]:
+    """``n`` distinct held-out problems drawn from ``seed``.
+
+    Raises:
+        ValueError: the configured range holds fewer than about ``n`` distinct problems.
+    """
+    rng = random.Random(f"eval-{seed}")
+    seen: dict[tuple, Problem] = {}
+    tries = 0
+    while len(seen) < n:
+        p = sample_problem(rng, cfg)
+        seen.setdefault(p.key, p)
+        tries += 1
+        if tries > 50 * n + 1000:
+            raise ValueError(
+                f"eval.max_examples={n}: the arithmetic range yields only {len(seen)} distinct "
+                "problems; lower eval.max_examples or widen data.arithmetic.digits"
+            )
+    return list(seen.values())
+
+
+def train_problems(
+    cfg: ArithmeticConfig, seed: int, exclude: set[tuple], limit: int | None = None
+) -> Iterator[Problem]:
+    """Endless stream of training problems (or ``limit`` distinct ones), none in ``exclude``."""
+    rng = random.Random(f"train-{seed}")
+    if limit is None:
+        while True:
+            p = sample_problem(rng, cfg)
+            if p.key not in exclude:
+                yield p
+    chosen: dict[tuple, Problem] = {}
+    tries = 0
+    while len(chosen) < limit:
+        p = sample_problem(rng, cfg)
+        if p.key not in exclude:
+            chosen.setdefault(p.key, p)
+        tries += 1
+        if tries > 50 * limit + 1000:
+            raise ValueError(
+                f"data.train_size={limit}: only {len(chosen)} distinct problems remain outside the "
+                "eval set; lower data.train_size or widen data.arithmetic.digits"
+            )
+    yield from chosen.values()

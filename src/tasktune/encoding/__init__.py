@@ -1,0 +1,7 @@
+"""Stage 2, encoding: chat template, labels, padding."""
+
+from tasktune.encoding.chat import ChatEncoder, Encoded
+from tasktune.encoding.collate import pad_left, pad_right
+from tasktune.encoding.templates import TEMPLATES, get_template
+
+__all__ = ["ChatEncoder", "Encoded", "pad_left", "pad_right", "TEMPLATES", "get_template"]

@@ -1,0 +1,44 @@
+"""Padding, with the side in the name: right for training, left for generation."""
+
+from __future__ import annotations
+
+import torch
+
+from tasktune.constants import IGNORE_INDEX
+
+__all__ = ["pad_right", "pad_left"]
+
+
+def pad_right(
+    input_ids: list[list[int]], labels: list[list[int]], pad_id: int
+) -> dict[str, torch.Tensor]:
+    """Right-pad a training batch.
+
+    Returns:
+        ``input_ids`` and ``labels`` (padding labelled IGNORE_INDEX) and
+        ``attention_mask``, each of shape (batch, longest).
+    """
+    width = max(len(x) for x in input_ids)
+    ids = torch.full((len(input_ids), width), pad_id, dtype=torch.long)
+    labs = torch.full((len(input_ids), width), IGNORE_INDEX, dtype=torch.long)
+    mask = torch.zeros((len(input_ids), width), dtype=torch.long)
+    for row, (x, y) in enumerate(zip(input_ids, labels)):
+        ids[row, : len(x)] = torch.tensor(x)
+        labs[row, : len(y)] = torch.tensor(y)
+        mask[row, : len(x)] = 1
+    return {"input_ids": ids, "attention_mask": mask, "labels": labs}
+
+
+def pad_left(input_ids: list[list[int]], pad_id: int) -> dict[str, torch.Tensor]:
+    """Left-pad prompts for batched generation: every row's last token is aligned.
+
+    Returns:
+        ``input_ids`` and ``attention_mask`` of shape (batch, longest).
+    """
+    width = max(len(x) for x in input_ids)
+    ids = torch.full((len(input_ids), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(input_ids), width), dtype=torch.long)
+    for row, x in enumerate(input_ids):
+        ids[row, width - len(x) :] = torch.tensor(x)
+        mask[row, width - len(x) :] = 1
+    return {"input_ids": ids, "attention_mask": mask}

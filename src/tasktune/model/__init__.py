@@ -1,0 +1,5 @@
+"""Stage 3, model: find and load base weights and tokenizer; dtype."""
+
+from tasktune.model.load import ModelSource, load_model, load_tokenizer, pick_dtype, resolve_model
+
+__all__ = ["ModelSource", "resolve_model", "pick_dtype", "load_tokenizer", "load_model"]

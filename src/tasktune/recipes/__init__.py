@@ -1,0 +1,9 @@
+"""Recipes: one function per user command, wiring the stages top to bottom."""
+
+from tasktune.recipes.chat import chat
+from tasktune.recipes.data import check_data, preview_data
+from tasktune.recipes.evaluate import evaluate_run
+from tasktune.recipes.finetune import finetune
+from tasktune.recipes.predict import predict
+
+__all__ = ["chat", "check_data", "preview_data", "evaluate_run", "finetune", "predict"]

@@ -1,0 +1,61 @@
+"""`tasktune chat --run DIR` (or `--model M`): an interactive, streaming, multi-turn chat."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TextIO
+
+from tasktune.config import load_config
+from tasktune.data.example import Example
+from tasktune.generate import stream_generate
+from tasktune.recipes.common import Loaded, load_base, load_run, max_new_tokens_for
+
+__all__ = ["chat", "chat_loop"]
+
+HELP = "Type a message. `clear` forgets the conversation, `exit` or Ctrl-D quits, Ctrl-C stops an answer."
+
+
+def chat_loop(loaded: Loaded, max_new_tokens: int, out: TextIO = sys.stdout) -> None:
+    """Read lines from stdin until ``exit``/EOF and stream each answer to ``out``."""
+    history: list[tuple[str, str]] = []
+    print(HELP, file=out, flush=True)
+    while True:
+        try:
+            line = input("\n>>> ")
+        except EOFError:
+            print(file=out)
+            break
+        except KeyboardInterrupt:
+            print(file=out)
+            continue
+        text = line.strip()
+        if text == "exit":
+            break
+        if text == "clear":
+            history.clear()
+            print("(history cleared)", file=out, flush=True)
+            continue
+        if not text:
+            continue
+        example = Example(prompt=text, response="", history=tuple(history))
+        ids = loaded.encoder.prompt_ids(example)
+        pieces: list[str] = []
+        try:
+            for piece in stream_generate(loaded.model, loaded.tokenizer, ids, loaded.encoder.stop_id, max_new_tokens):
+                pieces.append(piece)
+                print(piece, end="", file=out, flush=True)
+        except KeyboardInterrupt:
+            print(" [stopped]", end="", file=out)
+        print(file=out, flush=True)
+        history.append((text, "".join(pieces)))
+
+
+def chat(run_dir: str | Path | None = None, model: str | None = None, max_new_tokens: int | None = None) -> None:
+    """Load a run (or a bare base model) and chat with it on the terminal."""
+    if run_dir is not None:
+        loaded = load_run(run_dir)
+    else:
+        loaded = load_base(load_config(None, [f"model={model}"] if model else []))
+    budget = max_new_tokens or max_new_tokens_for(loaded.cfg, loaded.tokenizer, [])
+    chat_loop(loaded, budget)

@@ -1,0 +1,95 @@
+"""Pieces every recipe wires the same way: load a base or a run, evaluate examples."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from tasktune.checkpoint import load_adapter
+from tasktune.config import RunConfig, load_config
+from tasktune.data.example import Example
+from tasktune.encoding import ChatEncoder
+from tasktune.eval import is_correct, summarize
+from tasktune.generate import generate_batch
+from tasktune.model import load_model, load_tokenizer, pick_dtype, resolve_model
+
+__all__ = ["Loaded", "load_base", "load_run", "max_new_tokens_for", "evaluate_examples"]
+
+
+@dataclass
+class Loaded:
+    """A model ready to generate, with the tokenizer and encoder that go with it."""
+
+    cfg: RunConfig
+    model: torch.nn.Module
+    tokenizer: object
+    encoder: ChatEncoder
+
+
+def load_base(cfg: RunConfig, device: torch.device | None = None) -> Loaded:
+    """Load the configured base model, tokenizer and chat encoder."""
+    device = device or torch.device("cpu")
+    source = resolve_model(cfg.model)
+    tokenizer = load_tokenizer(source, cfg.trust_remote_code)
+    encoder = ChatEncoder(tokenizer, cfg.encoding.template, cfg.encoding.system_prompt)
+    model = load_model(source, pick_dtype(cfg.dtype, device), cfg.trust_remote_code).to(device)
+    model.eval()
+    return Loaded(cfg, model, tokenizer, encoder)
+
+
+def load_run(run_dir: str | Path, overrides: list[str] | None = None) -> Loaded:
+    """Load a finished run: its resolved config, base model and trained adapter.
+
+    Raises:
+        FileNotFoundError: ``run_dir`` is not a run folder.
+    """
+    d = Path(run_dir)
+    if not (d / "config.yaml").is_file():
+        raise FileNotFoundError(f"{d}: not a tasktune run folder (config.yaml missing); train one with `tasktune train CONFIG`")
+    cfg = load_config(d / "config.yaml", overrides)
+    loaded = load_base(cfg)
+    loaded.model = load_adapter(loaded.model, cfg.adapter.method, d / "adapter")
+    return loaded
+
+
+def max_new_tokens_for(cfg: RunConfig, tokenizer, examples: list[Example]) -> int:
+    """``generate.max_new_tokens``, or from the task: longest reference + 8, at most 512
+    (256 when there are no references to measure). A run's config.yaml records it."""
+    if cfg.generate.max_new_tokens:
+        return cfg.generate.max_new_tokens
+    if not examples:
+        return 256
+    longest = max((len(tokenizer(e.response, add_special_tokens=False).input_ids) for e in examples), default=0)
+    return min(512, longest + 8)
+
+
+def evaluate_examples(loaded: Loaded, examples: list[Example], desc: str) -> tuple[dict, list[dict]]:
+    """Greedy answers to ``examples`` and their exact match.
+
+    Returns:
+        The summary (:func:`tasktune.eval.summarize`) and one prediction row per
+        example: prompt, rendered input, prediction, reference, correct, category.
+    """
+    enc = loaded.encoder
+    prompts = [enc.prompt_ids(e) for e in examples]
+    budget = max_new_tokens_for(loaded.cfg, loaded.tokenizer, examples)
+    outputs = generate_batch(
+        loaded.model, loaded.tokenizer, prompts, enc.stop_id, budget, loaded.cfg.eval.batch_size, desc=desc
+    )
+    rows = []
+    for e, out in zip(examples, outputs):
+        reference = e.answer if e.answer is not None else e.response
+        rows.append(
+            {
+                "prompt": e.prompt,
+                "input": enc.render_prompt(e),
+                "prediction": out,
+                "reference": reference,
+                "correct": is_correct(out, reference, numeric=e.answer is not None),
+                "category": e.category,
+            }
+        )
+    summary = summarize([r["correct"] for r in rows], [r["category"] for r in rows])
+    return summary, rows

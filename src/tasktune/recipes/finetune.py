@@ -1,0 +1,126 @@
+"""`tasktune train CONFIG`: evaluate the base, fine-tune, evaluate again, write the run."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import yaml
+
+from tasktune.adapters import get_adapter
+from tasktune.checkpoint import save_adapter
+from tasktune.config import RunConfig, config_to_dict
+from tasktune.data import build_datasets
+from tasktune.recipes.common import Loaded, evaluate_examples, load_base, max_new_tokens_for
+from tasktune.report import write_json, write_jsonl, write_report
+from tasktune.train import EncodeCounts, make_accelerator, train_steps
+
+__all__ = ["finetune", "run_summary", "merge_categories"]
+
+
+def run_summary(cfg: RunConfig) -> dict[str, str]:
+    """The settings a reader of report.md needs first."""
+    t = cfg.train
+    return {
+        "model": cfg.model,
+        "method": cfg.adapter.method,
+        "task": cfg.data.task if cfg.data.task != "file" else f"file {cfg.data.file.path}",
+        "system prompt": repr(cfg.encoding.system_prompt),
+        "steps x batch": f"{t.max_steps} x {t.batch_size}",
+        "lr": f"{t.lr:g} ({t.schedule}, warm-up {t.warmup_steps})",
+    }
+
+
+def merge_categories(base: dict | None, final: dict) -> dict:
+    """Pop per-category figures out of the summaries into ``{cat: {base, final, n}}``."""
+    before = base.pop("by_category") if base else {}
+    return {
+        cat: {"base": before.get(cat, {}).get("exact_match"), "final": row["exact_match"], "n": row["n"]}
+        for cat, row in final.pop("by_category").items()
+    }
+
+
+def finetune(cfg: RunConfig) -> dict:
+    """Run one fine-tuning job end to end and return its metrics.
+
+    Order: data (fails fast on bad files) -> base model -> base evaluation ->
+    adapter -> training (checkpoints every ``train.save_every``) -> final adapter ->
+    final evaluation -> metrics.json, predictions.jsonl, report.md.
+    """
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    accelerator = make_accelerator(cfg.train, cfg.seed)
+    main = accelerator.is_main_process
+    say = print if main else (lambda *a, **k: None)
+
+    data = build_datasets(cfg.data, cfg.eval.max_examples, cfg.eval.seed, cfg.seed + accelerator.process_index)
+    if data.skipped_rows:
+        say(f"skipped {len(data.skipped_rows)} bad row(s) (data.file.on_bad_row: skip), first: {data.skipped_rows[0]}")
+    loaded: Loaded = load_base(cfg, accelerator.device)
+    # Resolve the generation budget once, so predict/chat/eval of this run use the same.
+    budget = max_new_tokens_for(cfg, loaded.tokenizer, data.eval)
+    cfg = loaded.cfg = replace(cfg, generate=replace(cfg.generate, max_new_tokens=budget))
+    if main:
+        (out / "config.yaml").write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False, allow_unicode=True))
+    metrics: dict = {}
+    if cfg.eval.base and main:
+        metrics["base"], _ = evaluate_examples(loaded, data.eval, "eval base")
+        say(f"base exact match: {metrics['base']['exact_match']:.1%} of {metrics['base']['n']}")
+
+    model = get_adapter(cfg.adapter.method).apply(loaded.model, cfg.adapter)
+    counts = EncodeCounts()
+    last = None
+    with (out / "train_log.jsonl").open("w", encoding="utf-8") as log:
+        for info in train_steps(model, accelerator, loaded.encoder, data.train, cfg.train, cfg.encoding, counts):
+            last = info
+            if main and (info.step % cfg.train.log_every == 0 or info.step == cfg.train.max_steps):
+                row = {
+                    "step": info.step,
+                    "loss": round(info.loss, 6),
+                    "lr": info.lr,
+                    "grad_norm": round(info.grad_norm, 6),
+                    "examples": info.examples,
+                    "seconds": round(info.seconds, 3),
+                    "examples_per_second": round(info.examples / info.seconds, 3),
+                }
+                log.write(json.dumps(row) + "\n")
+                log.flush()
+            if main and cfg.train.save_every and info.step % cfg.train.save_every == 0 and info.step < cfg.train.max_steps:
+                save_adapter(model, cfg.adapter.method, out / f"checkpoint-{info.step}")
+    assert last is not None  # max_steps >= 1 is validated
+    accelerator.wait_for_everyone()
+    model = accelerator.unwrap_model(model)
+    if not main:
+        return {}
+    save_adapter(model, cfg.adapter.method, out / "adapter")
+
+    loaded.model = model
+    metrics["final"], rows = evaluate_examples(loaded, data.eval, "eval tuned")
+    metrics["by_category"] = merge_categories(metrics.get("base"), metrics["final"])
+    metrics["train"] = {
+        "steps": last.step,
+        "seconds": round(last.seconds, 2),
+        "examples": last.examples,
+        "examples_per_second": round(last.examples / last.seconds, 3),
+        "tokens_per_second": round(last.tokens / last.seconds, 1),
+        "supervised_tokens": last.supervised_tokens,
+        "final_loss": round(last.loss, 6),
+    }
+    metrics["data"] = {
+        "train_size": data.train_size if data.train_size is not None else "fresh problems each step",
+        "eval_size": len(data.eval),
+        "skipped_rows": len(data.skipped_rows),
+        "dropped_overlong": counts.dropped,
+        "truncated_overlong": counts.truncated,
+    }
+    write_json(out / "metrics.json", metrics)
+    write_jsonl(out / "predictions.jsonl", rows)
+    write_report(out / "report.md", run_summary(cfg), metrics, rows)
+    base_em = f"{metrics['base']['exact_match']:.1%}" if "base" in metrics else "not evaluated"
+    say(
+        f"exact match on {metrics['final']['n']} held-out examples: base {base_em} -> tuned "
+        f"{metrics['final']['exact_match']:.1%} ({last.step} steps, {last.seconds / 60:.1f} min of training)"
+    )
+    say(f"run folder: {out}  (report.md, metrics.json, predictions.jsonl, adapter/)")
+    return metrics

