@@ -124,6 +124,8 @@ class LoraConfig:
     """Dropout on the LoRA input."""
     target_modules: str | list[str] = "all-linear"
     """Module names to adapt, or "all-linear" (every linear layer but the output head)."""
+    b_lr_ratio: float = 1.0
+    """LoRA+: the B matrices learn this many times faster than the A matrices (1: plain LoRA)."""
 
 
 @dataclass(frozen=True)

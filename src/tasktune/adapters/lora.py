@@ -6,7 +6,7 @@ from pathlib import Path
 
 from tasktune.config import AdapterConfig
 
-__all__ = ["apply", "save", "load"]
+__all__ = ["apply", "param_groups", "save", "load"]
 
 
 def apply(model, cfg: AdapterConfig):
@@ -26,6 +26,19 @@ def apply(model, cfg: AdapterConfig):
         task_type="CAUSAL_LM",
     )
     return peft.get_peft_model(model, config)
+
+
+def param_groups(model, cfg: AdapterConfig) -> list[dict]:
+    """Optimizer groups with an ``lr_scale`` each: LoRA+ (``b_lr_ratio``) trains the B
+    matrices faster than the A matrices; every other trainable tensor keeps scale 1."""
+    b, rest = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (b if "lora_B" in name else rest).append(p)
+    groups = [{"params": rest, "lr_scale": 1.0}]
+    if b:
+        groups.append({"params": b, "lr_scale": cfg.lora.b_lr_ratio})
+    return groups
 
 
 def save(model, directory: str | Path) -> None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal, Inexact, localcontext
 from fractions import Fraction
 from typing import Iterator
 
@@ -84,22 +84,28 @@ def solve(problem: Problem, division_places: int) -> Decimal:
         ZeroDivisionError: division by zero (the generator never asks for it).
     """
     a, b = problem.a, problem.b
-    if problem.op == "+":
-        return a + b
-    if problem.op == "-":
-        return a - b
-    if problem.op == "*":
-        return a * b
+    # Exact sums and products: the default context keeps 28 significant digits, which
+    # would round an 18-digit x 18-digit product; trap instead of rounding silently.
+    with localcontext() as ctx:
+        ctx.prec = 200
+        ctx.traps[Inexact] = True
+        if problem.op == "+":
+            return a + b
+        if problem.op == "-":
+            return a - b
+        if problem.op == "*":
+            return a * b
     if problem.op == "/":
         q = Fraction(a) / Fraction(b)
         exact = Decimal(q.numerator) / Decimal(q.denominator) if q.denominator == 1 else None
         if exact is not None:
             return exact
         # Round the exact fraction, not a float: scale, round half up, unscale.
-        scaled = q * 10**division_places
+        # Half up means away from zero (-1/8 = -0.125 -> -0.13): round the magnitude.
+        scaled = abs(q) * 10**division_places
         floor = scaled.numerator // scaled.denominator
         rounded = floor + 1 if scaled - floor >= Fraction(1, 2) else floor
-        return Decimal(rounded).scaleb(-division_places)
+        return Decimal(-rounded if q < 0 else rounded).scaleb(-division_places)
     raise ValueError(f"unknown operation {problem.op!r}")
 
 

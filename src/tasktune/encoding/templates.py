@@ -11,15 +11,17 @@ __all__ = ["TEMPLATES", "get_template"]
 # Legacy ChatGLM-6B: "[Round n]\n问：...\n答：". The user turn ends with "答：", so the
 # generation prompt is implicit; the final answer is closed by the EOS token, which is
 # what the model learns to stop on (earlier rounds are joined by "\n" as ChatGLM did).
+# Newlines next to a "{%-"/"-%}" tag are trimmed by Jinja, so they are written as
+# expressions ({{ '\n' }}), which whitespace control leaves alone.
 CHATGLM = (
     "{%- set ns = namespace(round=0) -%}"
     "{%- for message in messages -%}"
     "{%- if message['role'] == 'system' -%}"
-    "{%- if message['content'] -%}{{ message['content'] }}\n{%- endif -%}"
+    "{%- if message['content'] -%}{{ message['content'] + '\n' }}{%- endif -%}"
     "{%- elif message['role'] == 'user' -%}"
     "[Round {{ ns.round }}]\n问：{{ message['content'] }}\n答："
     "{%- else -%}"
-    "{{ message['content'] }}{%- if loop.last -%}{{ eos_token }}{%- else -%}\n{%- endif -%}"
+    "{{ message['content'] }}{%- if loop.last -%}{{ eos_token }}{%- else -%}{{ '\n' }}{%- endif -%}"
     "{%- set ns.round = ns.round + 1 -%}"
     "{%- endif -%}"
     "{%- endfor -%}"

@@ -68,11 +68,14 @@ def finetune(cfg: RunConfig) -> dict:
         metrics["base"], _ = evaluate_examples(loaded, data.eval, "eval base")
         say(f"base exact match: {metrics['base']['exact_match']:.1%} of {metrics['base']['n']}")
 
-    model = get_adapter(cfg.adapter.method).apply(loaded.model, cfg.adapter)
+    adapter = get_adapter(cfg.adapter.method)
+    model = adapter.apply(loaded.model, cfg.adapter)
     counts = EncodeCounts()
     last = None
     with (out / "train_log.jsonl").open("w", encoding="utf-8") as log:
-        for info in train_steps(model, accelerator, loaded.encoder, data.train, cfg.train, cfg.encoding, counts):
+        for info in train_steps(
+            model, accelerator, loaded.encoder, data.train, cfg.train, cfg.encoding, counts, adapter.param_groups(model, cfg.adapter)
+        ):
             last = info
             if main and (info.step % cfg.train.log_every == 0 or info.step == cfg.train.max_steps):
                 row = {

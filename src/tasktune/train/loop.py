@@ -92,6 +92,7 @@ def train_steps(
     cfg: TrainConfig,
     enc: EncodingConfig,
     counts: EncodeCounts,
+    groups: list[dict] | None = None,
 ) -> Iterator[StepInfo]:
     """Train ``model``'s trainable parameters for ``cfg.max_steps`` optimizer steps.
 
@@ -107,14 +108,18 @@ def train_steps(
         cfg: The ``train`` section.
         enc: The ``encoding`` section (length limit, overlong policy).
         counts: Filled with dropped/truncated counts as the loop goes.
+        groups: Optimizer parameter groups, each with an ``lr_scale`` multiplying the
+            scheduled learning rate; None: every trainable parameter at scale 1.
 
     Yields:
         One :class:`StepInfo` per optimizer step.
     """
-    params = [p for p in model.parameters() if p.requires_grad]
+    if groups is None:
+        groups = [{"params": [p for p in model.parameters() if p.requires_grad], "lr_scale": 1.0}]
+    params = [p for g in groups for p in g["params"]]
     if not params:
         raise ValueError("the model has no trainable parameters; check adapter settings")
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.999))
+    optimizer = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.999))
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         if hasattr(model, "enable_input_require_grads"):
@@ -131,7 +136,7 @@ def train_steps(
     for step in range(cfg.max_steps):
         lr = lr_at(step, cfg)
         for group in optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group["lr_scale"]
         parts = [next(batches) for _ in range(cfg.grad_accum)]
         n_sup = max(1, sum(count_supervised(b["labels"]) for b in parts))
         loss_total = 0.0

@@ -1,0 +1,161 @@
+"""Drive the real `tasktune` command end to end on tiny random-weight models."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+pytestmark = pytest.mark.integration
+
+TASKTUNE = str(Path(sys.executable).with_name("tasktune"))
+CONFIG = Path(__file__).resolve().parents[2] / "configs" / "arith_lora.yaml"
+
+
+def tasktune(*args: str, cwd: Path | None = None, input: str | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "TQDM_DISABLE": "1"}
+    return subprocess.run(
+        [TASKTUNE, *args], capture_output=True, text=True, cwd=cwd, input=input, env=env, timeout=600
+    )
+
+
+@pytest.fixture(scope="module")
+def llama_run(tiny_model_dirs, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("runs") / "tiny_llama"
+    result = tasktune(
+        "train", str(CONFIG), f"model={tiny_model_dirs['llama']}", f"output_dir={out}",
+        "train.max_steps=6", "train.batch_size=4", "train.save_every=3", "eval.max_examples=12",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "base" in result.stdout and "tuned" in result.stdout
+    return out
+
+
+def test_train_writes_the_run_folder(llama_run: Path):
+    for name in ("config.yaml", "metrics.json", "predictions.jsonl", "report.md", "train_log.jsonl"):
+        assert (llama_run / name).is_file(), name
+    assert (llama_run / "adapter" / "adapter_config.json").is_file()
+    assert (llama_run / "adapter" / "adapter_model.safetensors").is_file()
+    assert (llama_run / "checkpoint-3" / "adapter_model.safetensors").is_file()
+    metrics = json.loads((llama_run / "metrics.json").read_text())
+    assert set(metrics["base"]) == {"exact_match", "n"} and metrics["base"]["n"] == 12
+    assert metrics["final"]["n"] == 12
+    assert sum(c["n"] for c in metrics["by_category"].values()) == 12
+    assert metrics["train"]["steps"] == 6
+    for key in ("seconds", "examples_per_second", "tokens_per_second"):
+        assert metrics["train"][key] > 0
+    rows = [json.loads(line) for line in (llama_run / "predictions.jsonl").read_text().splitlines()]
+    assert len(rows) == 12
+    assert {"prompt", "input", "prediction", "reference", "correct", "category"} <= set(rows[0])
+    assert rows[0]["input"].endswith("<|im_start|>assistant\n")
+    # The resolved config records the generation cap and loads back.
+    from tasktune.config import load_config
+
+    cfg = load_config(llama_run / "config.yaml")
+    assert cfg.generate.max_new_tokens and cfg.train.max_steps == 6
+
+
+def test_stock_peft_reproduces_the_predictions(llama_run: Path, tiny_model_dirs):
+    """The adapter loads with plain PEFT and greedy decoding of the rendered inputs
+    in predictions.jsonl gives the recorded predictions."""
+    import peft
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dirs["llama"])
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dirs["llama"], dtype=torch.float32)
+    model = peft.PeftModel.from_pretrained(base, llama_run / "adapter").eval()
+    cap = json.loads(json.dumps(__import__("yaml").safe_load((llama_run / "config.yaml").read_text())))["generate"]["max_new_tokens"]
+    stop = tok.convert_tokens_to_ids("<|im_end|>")
+    rows = [json.loads(line) for line in (llama_run / "predictions.jsonl").read_text().splitlines()]
+    for row in rows[:4]:
+        ids = tok(row["input"], add_special_tokens=False, return_tensors="pt")
+        with torch.no_grad():
+            out = model.generate(**ids, max_new_tokens=cap, do_sample=False, eos_token_id=stop, pad_token_id=stop)
+        text = tok.decode(out[0, ids["input_ids"].shape[1] :], skip_special_tokens=True).strip()
+        assert text == row["prediction"]
+
+
+def test_predict_matches_eval_predictions(llama_run: Path, tmp_path: Path):
+    rows = [json.loads(line) for line in (llama_run / "predictions.jsonl").read_text().splitlines()]
+    src = tmp_path / "in.jsonl"
+    src.write_text("".join(json.dumps({"prompt": r["prompt"]}) + "\n" for r in rows[:5]))
+    dst = tmp_path / "out.jsonl"
+    result = tasktune("predict", "--run", str(llama_run), "--input", str(src), "--output", str(dst))
+    assert result.returncode == 0, result.stderr
+    got = [json.loads(line) for line in dst.read_text().splitlines()]
+    assert [g["prediction"] for g in got] == [r["prediction"] for r in rows[:5]]
+    assert [g["input"] for g in got] == [r["input"] for r in rows[:5]]
+
+
+def test_eval_prints_base_and_tuned(llama_run: Path):
+    result = tasktune("eval", "--run", str(llama_run))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert "base" in lines[0] and "tuned" in lines[0]
+    assert any(line.startswith("overall") for line in lines)
+    assert (llama_run / "eval_metrics.json").is_file()
+
+
+def test_glm_without_template_trains_with_the_chatglm_template(tiny_model_dirs, tmp_path: Path):
+    out = tmp_path / "glm"
+    result = tasktune(
+        "train", str(CONFIG), f"model={tiny_model_dirs['glm']}", "encoding.template=chatglm",
+        f"output_dir={out}", "train.max_steps=2", "train.batch_size=2", "eval.max_examples=4",
+    )
+    assert result.returncode == 0, result.stderr
+    row = json.loads((out / "predictions.jsonl").read_text().splitlines()[0])
+    assert row["input"].startswith("[Round 0]\n问：") and row["input"].endswith("\n答：")
+
+
+def test_glm_without_template_says_what_to_set(tiny_model_dirs, tmp_path: Path):
+    result = tasktune("train", str(CONFIG), f"model={tiny_model_dirs['glm']}", f"output_dir={tmp_path}")
+    assert result.returncode == 1
+    assert "encoding.template" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_malformed_data_file_names_file_and_row(tmp_path: Path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(
+        '{"instruction": "1+1=", "output": "2"}\n'
+        '{"instruction": "2+2="}\n'
+        "{not json\n"
+        '{"instruction": "3+3=", "output": 6}\n',
+        encoding="utf-8",
+    )
+    result = tasktune("data", "check", str(bad))
+    assert result.returncode == 1
+    assert f"{bad}:2: missing \"output\"" in result.stderr
+    assert f"{bad}:3: invalid JSON" in result.stderr
+    assert "Traceback" not in result.stderr
+    good = tmp_path / "good.json"
+    good.write_text('\ufeff[{"instruction": "1+1=", "input": "", "output": "2"}]\r\n', encoding="utf-8")
+    result = tasktune("data", "check", str(good))
+    assert result.returncode == 0, result.stderr
+    assert "1 rows" in result.stdout
+
+
+def test_training_on_a_malformed_file_stops_before_loading(tmp_path: Path):
+    bad = tmp_path / "bad.json"
+    bad.write_text('[{"instruction": "a", "output": "b"}, {"instruction": 5, "output": "c"}]')
+    result = tasktune("train", str(CONFIG), "data.task=file", f"data.file.path={bad}", f"output_dir={tmp_path / 'r'}")
+    assert result.returncode == 1
+    assert f"{bad}:2:" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_config_errors_are_listed_at_once_with_did_you_mean(tmp_path: Path):
+    result = tasktune("train", str(CONFIG), "train.max_step=5", "train.lr=abc", f"output_dir={tmp_path}")
+    assert result.returncode == 1
+    assert "did you mean" in result.stderr and "max_steps" in result.stderr
+    assert "train.lr" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_missing_config_file(tmp_path: Path):
+    result = tasktune("train", str(tmp_path / "nope.yaml"))
+    assert result.returncode == 1
+    assert "nope.yaml" in result.stderr and "Traceback" not in result.stderr

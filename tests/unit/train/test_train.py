@@ -1,0 +1,173 @@
+"""tasktune.train: what a step changes, the loss against HF's, accumulation, the schedule."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from itertools import islice
+
+import pytest
+import torch
+from conftest import template_for
+
+from tasktune.adapters import get_adapter
+from tasktune.config import AdapterConfig, DataConfig, EncodingConfig, TrainConfig
+from tasktune.constants import IGNORE_INDEX
+from tasktune.data import build_datasets
+from tasktune.encoding import ChatEncoder, pad_right
+from tasktune.model import load_model, resolve_model
+from tasktune.train import EncodeCounts, count_supervised, lr_at, make_accelerator, supervised_loss_sum, train_steps
+
+TRAIN_ARCHS = ["llama", "glm"]
+# Constant lr, no warm-up: every step moves the weights by the same rule.
+STEP_CFG = TrainConfig(max_steps=2, batch_size=4, lr=1e-2, warmup_steps=0, schedule="constant")
+
+
+def _lora_model(folder, seed: int = 0, dtype: torch.dtype = torch.float32):
+    """Fresh base weights with LoRA; the LoRA init is seeded so two calls are identical."""
+    base = load_model(resolve_model(str(folder)), dtype)
+    torch.manual_seed(seed)
+    return get_adapter("lora").apply(base, AdapterConfig())
+
+
+def _stream():
+    """The same endless stream of arithmetic examples on every call."""
+    return build_datasets(DataConfig(), n_eval=10, eval_seed=0, seed=0).train
+
+
+def _train(model, tokenizer, arch, cfg: TrainConfig):
+    encoder = ChatEncoder(tokenizer, template=template_for(arch))
+    steps = train_steps(model, make_accelerator(cfg, 0), encoder, _stream(), cfg, EncodingConfig(), EncodeCounts())
+    return encoder, steps
+
+
+def _batch(tokenizer, arch, n: int = 4) -> dict[str, torch.Tensor]:
+    encoder = ChatEncoder(tokenizer, template=template_for(arch))
+    encoded = [encoder.encode(ex, 512) for ex in islice(_stream(), n)]
+    return pad_right([e.input_ids for e in encoded], [e.labels for e in encoded], tokenizer.pad_token_id)
+
+
+@pytest.mark.parametrize("arch", TRAIN_ARCHS)
+def test_step_changes_trainable_weights_and_leaves_frozen_ones_bit_identical(arch, tiny_model_dirs, tokenizer):
+    model = _lora_model(tiny_model_dirs[arch])
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable and all(".lora_A." in n or ".lora_B." in n for n in trainable)
+    assert any(".lora_A." in n for n in trainable) and any(".lora_B." in n for n in trainable)
+
+    _, steps = _train(model, tokenizer, arch, STEP_CFG)
+    first = next(steps)
+    assert (first.step, first.examples, first.lr) == (1, 4, 1e-2)
+    assert math.isfinite(first.loss) and first.loss > 0 and first.supervised_tokens > 0
+    now = dict(model.named_parameters())
+    # LoRA starts with B = 0, so A's gradient is 0 on the first step and Adam leaves it
+    # exactly as it was; B moves.
+    for name in trainable:
+        changed = not torch.equal(now[name], before[name])
+        assert changed == (".lora_B." in name), name
+
+    rest = list(steps)
+    assert [s.step for s in rest] == [2]
+    now = dict(model.named_parameters())
+    for name, old in before.items():
+        if name in trainable:
+            assert not torch.equal(now[name], old), f"{name} did not train"
+        else:
+            assert torch.equal(now[name], old), f"frozen {name} changed"
+    assert not model.training  # the loop leaves the model in eval mode
+
+
+@pytest.mark.parametrize("arch", TRAIN_ARCHS)
+def test_supervised_loss_equals_the_models_own_loss(arch, tiny_model_dirs, tokenizer):
+    batch = _batch(tokenizer, arch)
+    assert batch["attention_mask"].min() == 0  # rows of different lengths: padding present
+    n = count_supervised(batch["labels"])
+    assert n == int((batch["labels"][:, 1:] != IGNORE_INDEX).sum()) > 0
+    model = _lora_model(tiny_model_dirs[arch])
+    with torch.no_grad():  # make the adapter non-trivial (B starts at zero)
+        for name, p in model.named_parameters():
+            if ".lora_B." in name:
+                p.normal_(0.0, 0.1)
+    base = model.get_base_model()
+
+    class NoLogitsToKeep(torch.nn.Module):  # the fallback path: full logits, then a mask
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, input_ids, attention_mask):
+            return self.inner(input_ids=input_ids, attention_mask=attention_mask)
+
+    with torch.no_grad():
+        reference = model(**batch).loss  # HF: shifts the labels itself, mean over supervised tokens
+        ours = supervised_loss_sum(model, batch) / n
+        fallback = supervised_loss_sum(NoLogitsToKeep(model), batch) / n
+        with model.disable_adapter():
+            plain_ref = base(**batch).loss
+            plain = supervised_loss_sum(base, batch) / n
+    assert ours.dtype == torch.float32
+    assert torch.allclose(ours, reference, atol=1e-5, rtol=0)
+    assert torch.allclose(fallback, reference, atol=1e-5, rtol=0)
+    assert torch.allclose(plain, plain_ref, atol=1e-5, rtol=0)
+    assert not torch.allclose(plain, ours, atol=1e-3)  # the adapter is in the loss
+
+
+@pytest.mark.parametrize("arch", TRAIN_ARCHS)
+def test_gradient_accumulation_4x1_equals_batch_4(arch, tiny_model_dirs, tokenizer):
+    # float64: Adam divides by sqrt(v) + 1e-8, so on its first steps a gradient element
+    # near zero moves its weight by up to lr * g / 1e-8; float32 rounding noise in such
+    # elements (different matmul shapes for 4 rows vs 1) then shows up as ~5e-4 weight
+    # differences. In float64 the two runs agree to ~1e-13, so atol 1e-5 tests the
+    # accumulation rule, not rounding. (The cross-entropy itself still runs in float32.)
+    def run(grad_accum: int):
+        model = _lora_model(tiny_model_dirs[arch], seed=0, dtype=torch.float64)
+        _, steps = _train(model, tokenizer, arch, replace(STEP_CFG, grad_accum=grad_accum))
+        infos = list(steps)
+        return infos, {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+    infos_1, weights_1 = run(1)
+    infos_4, weights_4 = run(4)
+    assert weights_1.keys() == weights_4.keys()
+    for name in weights_1:
+        assert torch.allclose(weights_1[name], weights_4[name], atol=1e-5, rtol=0), name
+    for a, b in zip(infos_1, infos_4, strict=True):
+        assert a.loss == pytest.approx(b.loss, abs=1e-5)
+        assert a.supervised_tokens == b.supervised_tokens
+        assert a.grad_norm == pytest.approx(b.grad_norm, rel=1e-4)
+        assert a.examples == b.examples
+
+
+def test_no_trainable_parameters_is_an_error(tiny_model_dirs, tokenizer):
+    model = load_model(resolve_model(str(tiny_model_dirs["llama"])), torch.float32)
+    model.requires_grad_(False)
+    _, steps = _train(model, tokenizer, "llama", STEP_CFG)
+    with pytest.raises(ValueError, match="no trainable parameters"):
+        next(steps)
+
+
+def _cosine_ref(step: int, cfg: TrainConfig) -> float:
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    floor = cfg.lr * cfg.min_lr_ratio
+    p = (step - cfg.warmup_steps) / (cfg.max_steps - 1 - cfg.warmup_steps)
+    return floor + (cfg.lr - floor) * (1 + math.cos(math.pi * p)) / 2
+
+
+def test_lr_schedule_warmup_then_cosine_to_the_floor():
+    cfg = TrainConfig(max_steps=101, lr=2e-3, warmup_steps=10, min_lr_ratio=0.1, schedule="cosine")
+    lrs = [lr_at(s, cfg) for s in range(cfg.max_steps)]
+    assert lrs[:10] == pytest.approx([2e-3 * (s + 1) / 10 for s in range(10)])  # linear warm-up
+    assert lrs[9] == lrs[10] == pytest.approx(2e-3)  # peak at the end of warm-up
+    assert lrs[55] == pytest.approx(2e-3 * (0.1 + 0.9 * 0.5))  # half-way down the cosine
+    assert lrs[-1] == pytest.approx(2e-3 * 0.1)  # the last step is at lr * min_lr_ratio
+    assert lrs == pytest.approx([_cosine_ref(s, cfg) for s in range(cfg.max_steps)])
+    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:]))
+
+
+def test_lr_schedule_linear_and_constant():
+    lin = TrainConfig(max_steps=11, lr=1.0, warmup_steps=0, min_lr_ratio=0.2, schedule="linear")
+    assert [lr_at(s, lin) for s in range(11)] == pytest.approx([1.0 - 0.08 * s for s in range(11)])
+    const = TrainConfig(max_steps=50, lr=1.0, warmup_steps=4, schedule="constant")
+    assert [lr_at(s, const) for s in range(50)] == pytest.approx([0.25, 0.5, 0.75] + [1.0] * 47)
+    one = TrainConfig(max_steps=1, lr=1.0, warmup_steps=0)
+    assert lr_at(0, one) == 1.0  # a single step trains at the peak
