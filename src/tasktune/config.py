@@ -58,6 +58,9 @@ class ConfigError(ValueError):
 class ArithmeticConfig:
     ops: dict[str, float] = field(default_factory=lambda: {"+": 0.5, "-": 0.5})
     """Operations and their share of problems, e.g. {"+": 1, "-": 1, "*": 1, "/": 1}."""
+    train_ops: dict[str, float] | None = None
+    """Operation weights of training problems only (e.g. more of the harder -); null: as `ops`.
+    Held-out problems always follow `ops`."""
     digits: tuple[int, int] = (1, 2)
     """Range of integer-part digits for both operands, inclusive ([1, 2]: 0 to 99)."""
     digits_b: tuple[int, int] | None = None
@@ -316,11 +319,14 @@ def _validate(cfg: RunConfig) -> list[str]:
         p.append(f"train.lr: must be positive, got {t.lr}")
     if cfg.eval.max_examples < 1:
         p.append(f"eval.max_examples: must be at least 1 (the held-out set proves learning), got {cfg.eval.max_examples}")
-    bad_ops = [op for op in a.ops if op not in "+-*/" or len(op) != 1]
-    if bad_ops:
-        p.append(f"data.arithmetic.ops: unknown operation(s) {bad_ops}; use +, -, * and /")
-    if not a.ops or any(w < 0 for w in a.ops.values()) or sum(a.ops.values()) <= 0:
-        p.append("data.arithmetic.ops: give each operation a weight >= 0, at least one positive")
+    for name, ops in (("ops", a.ops), ("train_ops", a.train_ops)):
+        if ops is None:
+            continue
+        bad_ops = [op for op in ops if op not in "+-*/" or len(op) != 1]
+        if bad_ops:
+            p.append(f"data.arithmetic.{name}: unknown operation(s) {bad_ops}; use +, -, * and /")
+        if not ops or any(w < 0 for w in ops.values()) or sum(ops.values()) <= 0:
+            p.append(f"data.arithmetic.{name}: give each operation a weight >= 0, at least one positive")
     for name, rng in (("digits", a.digits), ("digits_b", a.digits_b)):
         if rng is not None and not 1 <= rng[0] <= rng[1] <= 18:
             p.append(f"data.arithmetic.{name}: need 1 <= low <= high <= 18, got {list(rng)}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import queue
+import threading
 from typing import Iterator
 
 import torch
@@ -67,7 +69,9 @@ def generate_batch(
         batch = {k: v.to(device) for k, v in pad_left([prompts[i] for i in rows], pad_id).items()}
         ids = model.generate(**batch, generation_config=config)
         new = ids[:, batch["input_ids"].shape[1] :]
-        for i, seq in zip(rows, new):
+        for i, seq in zip(rows, new.tolist()):
+            if stop_id in seq:  # generate keeps the stop token; the answer ends before it
+                seq = seq[: seq.index(stop_id)]
             out[i] = tokenizer.decode(seq, skip_special_tokens=True).strip()
         bar.update(len(rows))
     bar.close()
@@ -75,30 +79,74 @@ def generate_batch(
     return out
 
 
-@torch.inference_mode()
-def stream_generate(model, tokenizer, prompt: list[int], stop_id: int, max_new_tokens: int) -> Iterator[str]:
-    """Yield the completion piece by piece as greedy decoding produces it.
+class _TextPieces:
+    """A ``generate`` streamer that queues decoded text once it is whole characters,
+    so a multi-byte character split across tokens (common in Chinese) is never shown
+    broken."""
 
-    Text is yielded only once it decodes to whole characters, so a multi-byte
-    character split across tokens (common in Chinese) is never printed broken.
+    def __init__(self, tokenizer, stop_id: int, pieces: queue.Queue):
+        self.tokenizer, self.stop_id, self.pieces = tokenizer, stop_id, pieces
+        self.ids: list[int] = []
+        self.shown = ""
+        self.prompt_seen = False
+
+    def _flush(self, final: bool) -> None:
+        text = self.tokenizer.decode(self.ids, skip_special_tokens=True)
+        if len(text) > len(self.shown) and (final or not text.endswith("\ufffd")):
+            self.pieces.put(text[len(self.shown) :])
+            self.shown = text
+
+    def put(self, value: torch.Tensor) -> None:
+        if not self.prompt_seen:  # generate's first call passes the prompt
+            self.prompt_seen = True
+            return
+        self.ids += [t for t in value.reshape(-1).tolist() if t != self.stop_id]
+        self._flush(final=False)
+
+    def end(self) -> None:
+        self._flush(final=True)
+
+
+def stream_generate(model, tokenizer, prompt: list[int], stop_id: int, max_new_tokens: int) -> Iterator[str]:
+    """Yield a greedy completion piece by piece while it is generated.
+
+    Generation runs in a worker thread; when the consumer stops early (Ctrl-C in
+    chat, a closed connection), the worker is told to stop at its next token.
     """
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    pieces: queue.Queue = queue.Queue()
+    cancelled = threading.Event()
+
+    class _Cancelled(StoppingCriteria):
+        def __call__(self, input_ids, scores, **kwargs) -> torch.Tensor:
+            return torch.full((input_ids.shape[0],), cancelled.is_set(), dtype=torch.bool, device=input_ids.device)
+
     device = next(model.parameters()).device
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stop_id
     ids = torch.tensor([prompt], device=device)
-    past = None
-    generated: list[int] = []
-    shown = ""
-    for _ in range(max_new_tokens):
-        out = model(input_ids=ids, past_key_values=past, use_cache=True)
-        past = out.past_key_values
-        token = int(out.logits[0, -1].argmax())
-        if token == stop_id or token == tokenizer.eos_token_id:
-            break
-        generated.append(token)
-        text = tokenizer.decode(generated, skip_special_tokens=True)
-        if not text.endswith("\ufffd") and len(text) > len(shown):
-            yield text[len(shown) :]
-            shown = text
-        ids = torch.tensor([[token]], device=device)
-    text = tokenizer.decode(generated, skip_special_tokens=True)
-    if len(text) > len(shown):
-        yield text[len(shown) :]
+
+    def work() -> None:
+        try:
+            with torch.inference_mode():
+                model.generate(
+                    input_ids=ids,
+                    attention_mask=torch.ones_like(ids),
+                    generation_config=_greedy_config(model, max_new_tokens, stop_id, pad_id),
+                    streamer=_TextPieces(tokenizer, stop_id, pieces),
+                    stopping_criteria=StoppingCriteriaList([_Cancelled()]),
+                )
+        except BaseException as exc:  # handed to the consumer, re-raised there
+            pieces.put(exc)
+        pieces.put(None)
+
+    worker = threading.Thread(target=work, daemon=True)
+    worker.start()
+    try:
+        while (piece := pieces.get()) is not None:
+            if isinstance(piece, BaseException):
+                raise piece
+            yield piece
+    finally:
+        cancelled.set()
+        worker.join()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from tasktune.config import RunConfig, config_to_dict
 from tasktune.data import build_datasets
 from tasktune.recipes.common import Loaded, evaluate_examples, load_base, max_new_tokens_for
 from tasktune.report import write_json, write_jsonl, write_report
-from tasktune.train import EncodeCounts, make_accelerator, train_steps
+from tasktune.train import EncodeCounts, StepInfo, make_accelerator, train_steps
 
 __all__ = ["finetune", "run_summary", "merge_categories"]
 
@@ -41,6 +42,32 @@ def merge_categories(base: dict | None, final: dict) -> dict:
     }
 
 
+def _log_row(info: StepInfo) -> dict:
+    """One train_log.jsonl line."""
+    return {
+        "step": info.step,
+        "loss": round(info.loss, 6),
+        "lr": info.lr,
+        "grad_norm": round(info.grad_norm, 6),
+        "examples": info.examples,
+        "seconds": round(info.seconds, 3),
+        "examples_per_second": round(info.examples / info.seconds, 3),
+    }
+
+
+def _train_figures(last: StepInfo) -> dict:
+    """metrics.json's ``train`` block, from the last step's running totals."""
+    return {
+        "steps": last.step,
+        "seconds": round(last.seconds, 2),
+        "examples": last.examples,
+        "examples_per_second": round(last.examples / last.seconds, 3),
+        "tokens_per_second": round(last.tokens / last.seconds, 1),
+        "supervised_tokens": last.supervised_tokens,
+        "final_loss": round(last.loss, 6),
+    }
+
+
 def finetune(cfg: RunConfig) -> dict:
     """Run one fine-tuning job end to end and return its metrics.
 
@@ -48,6 +75,8 @@ def finetune(cfg: RunConfig) -> dict:
     adapter -> training (checkpoints every ``train.save_every``) -> final adapter ->
     final evaluation -> metrics.json, predictions.jsonl, report.md.
     """
+    start = time.perf_counter()
+    timing: dict[str, float] = {}
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     accelerator = make_accelerator(cfg.train, cfg.seed)
@@ -58,36 +87,29 @@ def finetune(cfg: RunConfig) -> dict:
     if data.skipped_rows:
         say(f"skipped {len(data.skipped_rows)} bad row(s) (data.file.on_bad_row: skip), first: {data.skipped_rows[0]}")
     loaded: Loaded = load_base(cfg, accelerator.device)
+    timing["load"] = time.perf_counter() - start
     # Resolve the generation budget once, so predict/chat/eval of this run use the same.
     budget = max_new_tokens_for(cfg, loaded.tokenizer, data.eval)
     cfg = loaded.cfg = replace(cfg, generate=replace(cfg.generate, max_new_tokens=budget))
     if main:
         (out / "config.yaml").write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False, allow_unicode=True))
     metrics: dict = {}
+    clock = time.perf_counter()
     if cfg.eval.base and main:
         metrics["base"], _ = evaluate_examples(loaded, data.eval, "eval base")
         say(f"base exact match: {metrics['base']['exact_match']:.1%} of {metrics['base']['n']}")
+    timing["base_eval"] = time.perf_counter() - clock
 
     adapter = get_adapter(cfg.adapter.method)
     model = adapter.apply(loaded.model, cfg.adapter)
     counts = EncodeCounts()
     last = None
     with (out / "train_log.jsonl").open("w", encoding="utf-8") as log:
-        for info in train_steps(
-            model, accelerator, loaded.encoder, data.train, cfg.train, cfg.encoding, counts, adapter.param_groups(model, cfg.adapter)
-        ):
+        groups = adapter.param_groups(model, cfg.adapter)
+        for info in train_steps(model, accelerator, loaded.encoder, data.train, cfg.train, cfg.encoding, counts, groups):
             last = info
             if main and (info.step % cfg.train.log_every == 0 or info.step == cfg.train.max_steps):
-                row = {
-                    "step": info.step,
-                    "loss": round(info.loss, 6),
-                    "lr": info.lr,
-                    "grad_norm": round(info.grad_norm, 6),
-                    "examples": info.examples,
-                    "seconds": round(info.seconds, 3),
-                    "examples_per_second": round(info.examples / info.seconds, 3),
-                }
-                log.write(json.dumps(row) + "\n")
+                log.write(json.dumps(_log_row(info)) + "\n")
                 log.flush()
             if main and cfg.train.save_every and info.step % cfg.train.save_every == 0 and info.step < cfg.train.max_steps:
                 save_adapter(model, cfg.adapter.method, out / f"checkpoint-{info.step}")
@@ -98,18 +120,12 @@ def finetune(cfg: RunConfig) -> dict:
         return {}
     save_adapter(model, cfg.adapter.method, out / "adapter")
 
+    timing["train"] = last.seconds
     loaded.model = model
+    clock = time.perf_counter()
     metrics["final"], rows = evaluate_examples(loaded, data.eval, "eval tuned")
     metrics["by_category"] = merge_categories(metrics.get("base"), metrics["final"])
-    metrics["train"] = {
-        "steps": last.step,
-        "seconds": round(last.seconds, 2),
-        "examples": last.examples,
-        "examples_per_second": round(last.examples / last.seconds, 3),
-        "tokens_per_second": round(last.tokens / last.seconds, 1),
-        "supervised_tokens": last.supervised_tokens,
-        "final_loss": round(last.loss, 6),
-    }
+    metrics["train"] = _train_figures(last)
     metrics["data"] = {
         "train_size": data.train_size if data.train_size is not None else "fresh problems each step",
         "eval_size": len(data.eval),
@@ -117,13 +133,17 @@ def finetune(cfg: RunConfig) -> dict:
         "dropped_overlong": counts.dropped,
         "truncated_overlong": counts.truncated,
     }
+    timing["final_eval"] = time.perf_counter() - clock
+    timing["total"] = time.perf_counter() - start
+    metrics["seconds"] = {k: round(v, 1) for k, v in timing.items()}
     write_json(out / "metrics.json", metrics)
     write_jsonl(out / "predictions.jsonl", rows)
     write_report(out / "report.md", run_summary(cfg), metrics, rows)
     base_em = f"{metrics['base']['exact_match']:.1%}" if "base" in metrics else "not evaluated"
     say(
         f"exact match on {metrics['final']['n']} held-out examples: base {base_em} -> tuned "
-        f"{metrics['final']['exact_match']:.1%} ({last.step} steps, {last.seconds / 60:.1f} min of training)"
+        f"{metrics['final']['exact_match']:.1%} ({last.step} steps, {last.seconds / 60:.1f} min of training, "
+        f"{timing['total'] / 60:.1f} min in all)"
     )
     say(f"run folder: {out}  (report.md, metrics.json, predictions.jsonl, adapter/)")
     return metrics
