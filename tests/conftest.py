@@ -2,7 +2,7 @@
 
 Each model is built from a config in code (2 layers, hidden 32) with the bundled
 SmolLM2 tokenizer (a real BPE tokenizer with a real ChatML template), so nothing is
-downloaded. The GLM folder has its chat template removed: it needs
+downloaded. The GLM and GLM-4 folders have their chat template removed: it needs
 ``encoding.template: chatglm``, like legacy ChatGLM-6B.
 """
 
@@ -43,6 +43,10 @@ def _tiny_config(arch: str, vocab: int, pad_id: int):
         return Qwen2Config(**common, tie_word_embeddings=False)
     if arch == "glm":
         return GlmConfig(**common, head_dim=8, tie_word_embeddings=False)
+    if arch == "glm4":
+        from transformers import Glm4Config
+
+        return Glm4Config(**common, head_dim=8, tie_word_embeddings=False)
     raise ValueError(arch)
 
 
@@ -63,13 +67,13 @@ def tiny_model_dirs(tmp_path_factory, tokenizer) -> dict[str, Path]:
 
     root = tmp_path_factory.mktemp("tiny-models")
     out = {}
-    for i, arch in enumerate(("llama", "qwen2", "glm")):
+    for i, arch in enumerate(("llama", "qwen2", "glm", "glm4")):
         torch.manual_seed(100 + i)
         model = AutoModelForCausalLM.from_config(_tiny_config(arch, len(tokenizer), tokenizer.pad_token_id))
         folder = root / arch
         model.save_pretrained(folder)
         tokenizer.save_pretrained(folder)
-        if arch == "glm":  # a model without a chat template, as legacy ChatGLM-6B
+        if arch.startswith("glm"):  # a model without a chat template, as legacy ChatGLM-6B
             for name in ("chat_template.jinja", "chat_template.json"):
                 (folder / name).unlink(missing_ok=True)
             import json
@@ -82,11 +86,11 @@ def tiny_model_dirs(tmp_path_factory, tokenizer) -> dict[str, Path]:
     return out
 
 
-@pytest.fixture(params=["llama", "qwen2", "glm"])
+@pytest.fixture(params=["llama", "qwen2", "glm", "glm4"])
 def arch(request) -> str:
     return request.param
 
 
 def template_for(arch: str) -> str | None:
     """The encoding.template each tiny model needs (GLM ships none)."""
-    return "chatglm" if arch == "glm" else None
+    return "chatglm" if arch.startswith("glm") else None

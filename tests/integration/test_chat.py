@@ -20,7 +20,7 @@ TASKTUNE = str(Path(sys.executable).with_name("tasktune"))
 class Terminal:
     def __init__(self, *args: str):
         self.master, slave = pty.openpty()
-        env = {**os.environ, "TQDM_DISABLE": "1"}
+        env = {**os.environ, "TQDM_DISABLE": "1", "OMP_NUM_THREADS": "1"}
         self.proc = subprocess.Popen([TASKTUNE, *args], stdin=slave, stdout=slave, stderr=slave, env=env, close_fds=True)
         os.close(slave)
         self.buffer = b""

@@ -18,7 +18,7 @@ CONFIG = Path(__file__).resolve().parents[2] / "configs" / "arith_lora.yaml"
 
 
 def tasktune(*args: str, cwd: Path | None = None, input: str | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "TQDM_DISABLE": "1"}
+    env = {**os.environ, "TQDM_DISABLE": "1", "OMP_NUM_THREADS": "1"}
     return subprocess.run(
         [TASKTUNE, *args], capture_output=True, text=True, cwd=cwd, input=input, env=env, timeout=600
     )

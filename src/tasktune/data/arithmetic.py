@@ -157,47 +157,46 @@ def to_example(problem: Problem, rng: random.Random, cfg: ArithmeticConfig) -> E
     return Example(prompt=prompt, response=response, answer=value, category=category(problem))
 
 
+def _distinct(rng: random.Random, cfg: ArithmeticConfig, n: int, exclude: set[tuple], setting: str) -> list[Problem]:
+    """``n`` distinct problems not in ``exclude``; ``setting`` names the size in errors."""
+    chosen: dict[tuple, Problem] = {}
+    tries = 0
+    while len(chosen) < n:
+        p = sample_problem(rng, cfg)
+        if p.key not in exclude:
+            chosen.setdefault(p.key, p)
+        tries += 1
+        if tries > 50 * n + 1000:
+            where = " outside the eval set" if exclude else ""
+            raise ValueError(
+                f"{setting}={n}: only {len(chosen)} distinct problems remain{where} in the arithmetic "
+                f"range; lower {setting} or widen data.arithmetic.digits"
+            )
+    return list(chosen.values())
+
+
 def eval_problems(cfg: ArithmeticConfig, n: int, seed: int) -> list[Problem]:
     """``n`` distinct held-out problems drawn from ``seed``.
 
     Raises:
         ValueError: the configured range holds fewer than about ``n`` distinct problems.
     """
-    rng = random.Random(f"eval-{seed}")
-    seen: dict[tuple, Problem] = {}
-    tries = 0
-    while len(seen) < n:
-        p = sample_problem(rng, cfg)
-        seen.setdefault(p.key, p)
-        tries += 1
-        if tries > 50 * n + 1000:
-            raise ValueError(
-                f"eval.max_examples={n}: the arithmetic range yields only {len(seen)} distinct "
-                "problems; lower eval.max_examples or widen data.arithmetic.digits"
-            )
-    return list(seen.values())
+    return _distinct(random.Random(f"eval-{seed}"), cfg, n, set(), "eval.max_examples")
 
 
 def train_problems(
     cfg: ArithmeticConfig, seed: int, exclude: set[tuple], limit: int | None = None
 ) -> Iterator[Problem]:
-    """Endless stream of training problems (or ``limit`` distinct ones), none in ``exclude``."""
+    """Endless stream of training problems (or ``limit`` distinct ones), none in ``exclude``.
+
+    Raises:
+        ValueError: fewer than about ``limit`` problems remain outside ``exclude``.
+    """
     rng = random.Random(f"train-{seed}")
-    if limit is None:
-        while True:
-            p = sample_problem(rng, cfg)
-            if p.key not in exclude:
-                yield p
-    chosen: dict[tuple, Problem] = {}
-    tries = 0
-    while len(chosen) < limit:
+    if limit is not None:
+        yield from _distinct(rng, cfg, limit, exclude, "data.train_size")
+        return
+    while True:
         p = sample_problem(rng, cfg)
         if p.key not in exclude:
-            chosen.setdefault(p.key, p)
-        tries += 1
-        if tries > 50 * limit + 1000:
-            raise ValueError(
-                f"data.train_size={limit}: only {len(chosen)} distinct problems remain outside the "
-                "eval set; lower data.train_size or widen data.arithmetic.digits"
-            )
-    yield from chosen.values()
+            yield p

@@ -13,32 +13,31 @@ from tasktune.recipes.common import load_run, max_new_tokens_for
 __all__ = ["predict", "read_prompts"]
 
 
-def read_prompts(path: str | Path) -> list[Example]:
-    """Rows ``{"prompt": ...}`` or alpaca rows (``output`` optional here).
+def read_prompts(path: str | Path) -> list[tuple[dict, Example]]:
+    """Rows ``{"prompt": ...}`` or alpaca rows (``output`` optional here), each with
+    the example it renders to.
 
     Raises:
         DataFileError: every bad row, as ``FILE:ROW: reason``.
     """
     rows, bad = read_rows(path)
     problems = [f"{path}:{n}: {msg}" for n, msg in bad]
-    examples: list[Example] = []
+    out: list[tuple[dict, Example]] = []
     for number, row in rows:
         if isinstance(row, dict) and isinstance(row.get("prompt"), str) and row["prompt"].strip():
-            examples.append(Example(prompt=row["prompt"], response=""))
-            continue
-        if isinstance(row, dict) and "instruction" in row:
+            out.append((row, Example(prompt=row["prompt"], response="")))
+        elif isinstance(row, dict) and "instruction" in row:
             try:
-                examples.append(row_to_example({**row, "output": row.get("output") or "-"}))
-                continue
+                out.append((row, row_to_example({**row, "output": row.get("output") or "-"})))
             except ValueError as exc:
                 problems.append(f"{path}:{number}: {exc}")
-                continue
-        problems.append(f'{path}:{number}: expected {{"prompt": "..."}} or an alpaca row with "instruction"')
+        else:
+            problems.append(f'{path}:{number}: expected {{"prompt": "..."}} or an alpaca row with "instruction"')
     if problems:
         raise DataFileError(problems)
-    if not examples:
+    if not out:
         raise DataFileError([f"{path}: no rows"])
-    return examples
+    return out
 
 
 def predict(run_dir: str | Path, input_path: str | Path, output_path: str | Path) -> int:
@@ -47,9 +46,9 @@ def predict(run_dir: str | Path, input_path: str | Path, output_path: str | Path
     Each output row is the input row plus ``prediction`` and ``input`` (the fully
     rendered model input).
     """
-    examples = read_prompts(input_path)
+    rows = read_prompts(input_path)
+    examples = [e for _, e in rows]
     loaded = load_run(run_dir)
-    rows = [r for _, r in read_rows(input_path)[0]]
     prompts = [loaded.encoder.prompt_ids(e) for e in examples]
     budget = max_new_tokens_for(loaded.cfg, loaded.tokenizer, [])
     outputs = generate_batch(
@@ -58,6 +57,6 @@ def predict(run_dir: str | Path, input_path: str | Path, output_path: str | Path
     out = Path(output_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("w", encoding="utf-8") as f:
-        for row, e, text in zip(rows, examples, outputs):
+        for (row, e), text in zip(rows, outputs):
             f.write(json.dumps({**row, "prediction": text, "input": loaded.encoder.render_prompt(e)}, ensure_ascii=False) + "\n")
     return len(examples)

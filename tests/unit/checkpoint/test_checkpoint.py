@@ -29,7 +29,7 @@ def _logits(model, batch) -> torch.Tensor:
         return model(**batch).logits
 
 
-@pytest.mark.parametrize("arch", ["llama", "glm"])
+@pytest.mark.parametrize("arch", ["llama", "glm", "glm4"])
 def test_save_then_load_gives_identical_logits(arch, tiny_model_dirs, tokenizer, tmp_path):
     folder = tiny_model_dirs[arch]
     torch.manual_seed(0)

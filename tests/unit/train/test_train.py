@@ -18,7 +18,7 @@ from tasktune.encoding import ChatEncoder, pad_right
 from tasktune.model import load_model, resolve_model
 from tasktune.train import EncodeCounts, count_supervised, lr_at, make_accelerator, supervised_loss_sum, train_steps
 
-TRAIN_ARCHS = ["llama", "glm"]
+TRAIN_ARCHS = ["llama", "glm", "glm4"]
 # Constant lr, no warm-up: every step moves the weights by the same rule.
 STEP_CFG = TrainConfig(max_steps=2, batch_size=4, lr=1e-2, warmup_steps=0, schedule="constant")
 
