@@ -143,6 +143,9 @@ class AdapterConfig:
 class TrainConfig:
     max_steps: int = 300
     """Optimizer steps."""
+    max_minutes: float | None = None
+    """Also stop after this many minutes of training; the decay then follows whichever of
+    steps or time is further along, so it completes on a slow machine too. null: steps only."""
     batch_size: int = 16
     """Examples per optimizer step (per process), before accumulation."""
     grad_accum: int = 1
@@ -313,6 +316,8 @@ def _validate(cfg: RunConfig) -> list[str]:
     t, a = cfg.train, cfg.data.arithmetic
     if t.max_steps < 1:
         p.append(f"train.max_steps: must be at least 1, got {t.max_steps}")
+    if t.max_minutes is not None and t.max_minutes <= 0:
+        p.append(f"train.max_minutes: must be positive (or null), got {t.max_minutes}")
     if t.batch_size < 1 or t.grad_accum < 1 or t.batch_size % t.grad_accum:
         p.append(f"train.batch_size ({t.batch_size}) must be a positive multiple of train.grad_accum ({t.grad_accum})")
     if t.lr <= 0:

@@ -108,11 +108,13 @@ def finetune(cfg: RunConfig) -> dict:
         groups = adapter.param_groups(model, cfg.adapter)
         for info in train_steps(model, accelerator, loaded.encoder, data.train, cfg.train, cfg.encoding, counts, groups):
             last = info
-            if main and (info.step % cfg.train.log_every == 0 or info.step == cfg.train.max_steps):
+            if main and info.step % cfg.train.log_every == 0:
                 log.write(json.dumps(_log_row(info)) + "\n")
                 log.flush()
             if main and cfg.train.save_every and info.step % cfg.train.save_every == 0 and info.step < cfg.train.max_steps:
                 save_adapter(model, cfg.adapter.method, out / f"checkpoint-{info.step}")
+        if main and last is not None and last.step % cfg.train.log_every:
+            log.write(json.dumps(_log_row(last)) + "\n")  # the last step, always logged
     assert last is not None  # max_steps >= 1 is validated
     accelerator.wait_for_everyone()
     model = accelerator.unwrap_model(model)

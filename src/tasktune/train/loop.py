@@ -94,7 +94,8 @@ def train_steps(
     counts: EncodeCounts,
     groups: list[dict] | None = None,
 ) -> Iterator[StepInfo]:
-    """Train ``model``'s trainable parameters for ``cfg.max_steps`` optimizer steps.
+    """Train ``model``'s trainable parameters for ``cfg.max_steps`` optimizer steps
+    (fewer when ``cfg.max_minutes`` runs out first).
 
     Each step draws ``batch_size`` examples, splits them into ``grad_accum``
     micro-batches and divides the summed token loss by the supervised tokens of the
@@ -133,8 +134,9 @@ def train_steps(
     bar = tqdm(total=cfg.max_steps, desc="train", unit="step", disable=not accelerator.is_local_main_process)
     start = time.perf_counter()
     examples = tokens = supervised = 0
+    deadline = 60.0 * cfg.max_minutes if cfg.max_minutes else float("inf")
     for step in range(cfg.max_steps):
-        lr = lr_at(step, cfg)
+        lr = lr_at(step, cfg, time.perf_counter() - start)
         for group in optimizer.param_groups:
             group["lr"] = lr * group["lr_scale"]
         parts = [next(batches) for _ in range(cfg.grad_accum)]
@@ -155,6 +157,9 @@ def train_steps(
         bar.update(1)
         bar.set_postfix(loss=f"{loss_total:.4f}", lr=f"{lr:.2e}", ex_s=f"{examples / seconds:.1f}")
         yield StepInfo(step + 1, loss_total, lr, float(grad_norm), examples, tokens, supervised, seconds)
+        if seconds >= deadline:
+            bar.write(f"train.max_minutes={cfg.max_minutes} reached after {step + 1} of {cfg.max_steps} steps")
+            break
     bar.close()
     if cfg.gradient_checkpointing:
         accelerator.unwrap_model(model).gradient_checkpointing_disable()

@@ -171,3 +171,15 @@ def test_lr_schedule_linear_and_constant():
     assert [lr_at(s, const) for s in range(50)] == pytest.approx([0.25, 0.5, 0.75] + [1.0] * 47)
     one = TrainConfig(max_steps=1, lr=1.0, warmup_steps=0)
     assert lr_at(0, one) == 1.0  # a single step trains at the peak
+
+
+def test_max_minutes_drives_the_decay_and_stops_training(tiny_model_dirs, tokenizer):
+    cfg = TrainConfig(max_steps=1000, lr=1e-3, warmup_steps=2, min_lr_ratio=0.1, max_minutes=1.0)
+    # Time further along than steps: the decay follows time and ends at the floor.
+    assert lr_at(10, cfg, seconds=30.0) == pytest.approx(1e-4 + 0.9e-3 * 0.5 * (1 + math.cos(math.pi * 0.5)))
+    assert lr_at(10, cfg, seconds=60.0) == pytest.approx(1e-4)
+    assert lr_at(10, cfg, seconds=0.0) == lr_at(10, replace(cfg, max_minutes=None))
+    # A budget of ~0 seconds: the loop stops after its first step.
+    model = _lora_model(tiny_model_dirs["llama"])
+    _, steps = _train(model, tokenizer, "llama", replace(STEP_CFG, max_steps=50, max_minutes=1e-9))
+    assert [info.step for info in steps] == [1]
