@@ -75,8 +75,10 @@ class ArithmeticConfig:
     """Places the exact quotient is rounded to (half up); canonical: 8.4, never 8.40."""
     prompt_format: Literal["bare", "zh_pairs"] = "bare"
     """bare: `98+83=`; zh_pairs: one of the tutorial's eight Chinese pairs, e.g. `口算: 98+83= 解:`."""
-    answer_format: Literal["value", "equation"] = "value"
-    """value: `181`; equation: the tutorial's `98+83=181`."""
+    answer_format: Literal["value", "equation", "reversed"] = "value"
+    """value: `181`; equation: the tutorial's `98+83=181`; reversed: the model learns the digits
+    least significant first (`-64` as `-46`), so each carry or borrow comes after the digits it
+    depends on; eval, predict and chat restore the normal value before anyone sees it."""
 
 
 @dataclass(frozen=True)

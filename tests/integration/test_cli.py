@@ -159,3 +159,22 @@ def test_missing_config_file(tmp_path: Path):
     result = tasktune("train", str(tmp_path / "nope.yaml"))
     assert result.returncode == 1
     assert "nope.yaml" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_reversed_answers_are_restored_for_people(tiny_model_dirs, tmp_path: Path):
+    """A run trained on reversed digits shows normal values in predictions and predict."""
+    from tasktune.data.arithmetic import reverse_digits
+
+    out = tmp_path / "rev"
+    result = tasktune(
+        "train", str(CONFIG), f"model={tiny_model_dirs['llama']}", f"output_dir={out}",
+        "data.arithmetic.answer_format=reversed", "train.max_steps=2", "train.batch_size=2", "eval.max_examples=4",
+    )
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    assert all(r["prediction"] == reverse_digits(r["raw_output"]) for r in rows)
+    src, dst = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    src.write_text("".join(json.dumps({"prompt": r["prompt"]}) + "\n" for r in rows))
+    assert tasktune("predict", "--run", str(out), "--input", str(src), "--output", str(dst)).returncode == 0
+    got = [json.loads(line)["prediction"] for line in dst.read_text().splitlines()]
+    assert got == [r["prediction"] for r in rows]

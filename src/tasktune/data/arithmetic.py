@@ -31,6 +31,8 @@ __all__ = [
     "solve",
     "sample_problem",
     "to_example",
+    "reverse_digits",
+    "restore_answer",
     "eval_problems",
     "train_problems",
 ]
@@ -145,6 +147,20 @@ def category(problem: Problem) -> str:
     return f"{OP_NAMES[problem.op]}_{kind}_{_digits(problem.a)}d{_digits(problem.b)}d"
 
 
+def reverse_digits(text: str) -> str:
+    """Digits least significant first, sign kept in front: ``-64`` <-> ``-46``,
+    ``12.5`` <-> ``5.21``. Its own inverse."""
+    text = text.strip()
+    sign = "-" if text.startswith("-") else ""
+    return sign + text[len(sign) :][::-1]
+
+
+def restore_answer(text: str, cfg: ArithmeticConfig) -> str:
+    """What a person should see of a model answer in ``cfg.answer_format``: the
+    normal value for ``reversed``, the text unchanged otherwise."""
+    return reverse_digits(text) if cfg.answer_format == "reversed" else text
+
+
 def to_example(problem: Problem, rng: random.Random, cfg: ArithmeticConfig) -> Example:
     """Render a problem in the configured prompt and answer formats."""
     value = canonical(solve(problem, cfg.division_places))
@@ -153,7 +169,7 @@ def to_example(problem: Problem, rng: random.Random, cfg: ArithmeticConfig) -> E
         prompt = f"{ask}: {problem.text} {reply}:"
     else:
         prompt = problem.text
-    response = problem.text + value if cfg.answer_format == "equation" else value
+    response = {"equation": problem.text + value, "reversed": reverse_digits(value)}.get(cfg.answer_format, value)
     return Example(prompt=prompt, response=response, answer=value, category=category(problem))
 
 

@@ -9,7 +9,7 @@ from typing import TextIO
 from tasktune.config import load_config
 from tasktune.data.example import Example
 from tasktune.generate import stream_generate
-from tasktune.recipes.common import Loaded, load_base, load_run, max_new_tokens_for
+from tasktune.recipes.common import Loaded, load_base, load_run, max_new_tokens_for, presented, shown_differently
 
 __all__ = ["chat", "chat_loop"]
 
@@ -41,14 +41,19 @@ def chat_loop(loaded: Loaded, max_new_tokens: int, out: TextIO = sys.stdout) -> 
         example = Example(prompt=text, response="", history=tuple(history))
         ids = loaded.encoder.prompt_ids(example)
         pieces: list[str] = []
+        live = not shown_differently(loaded.cfg)  # reversed digits are shown once complete
         try:
             for piece in stream_generate(loaded.model, loaded.tokenizer, ids, loaded.encoder.stop_id, max_new_tokens):
                 pieces.append(piece)
-                print(piece, end="", file=out, flush=True)
+                if live:
+                    print(piece, end="", file=out, flush=True)
         except KeyboardInterrupt:
             print(" [stopped]", end="", file=out)
+        raw = "".join(pieces)
+        if not live:
+            print(presented(loaded.cfg, raw), end="", file=out)
         print(file=out, flush=True)
-        history.append((text, "".join(pieces)))
+        history.append((text, raw))
 
 
 def chat(run_dir: str | Path | None = None, model: str | None = None, max_new_tokens: int | None = None) -> None:

@@ -9,13 +9,22 @@ import torch
 
 from tasktune.checkpoint import load_adapter
 from tasktune.config import RunConfig, load_config
+from tasktune.data.arithmetic import restore_answer
 from tasktune.data.example import Example
 from tasktune.encoding import ChatEncoder
 from tasktune.eval import is_correct, summarize
 from tasktune.generate import generate_batch
 from tasktune.model import load_model, load_tokenizer, pick_dtype, resolve_model
 
-__all__ = ["Loaded", "load_base", "load_run", "max_new_tokens_for", "evaluate_examples"]
+__all__ = [
+    "Loaded",
+    "load_base",
+    "load_run",
+    "max_new_tokens_for",
+    "presented",
+    "shown_differently",
+    "evaluate_examples",
+]
 
 
 @dataclass
@@ -65,12 +74,24 @@ def max_new_tokens_for(cfg: RunConfig, tokenizer, examples: list[Example]) -> in
     return min(512, longest + 8)
 
 
+def presented(cfg: RunConfig, text: str) -> str:
+    """A model answer as a person should see it (e.g. reversed digits put back)."""
+    return restore_answer(text, cfg.data.arithmetic) if shown_differently(cfg) else text
+
+
+def shown_differently(cfg: RunConfig) -> bool:
+    """True when the run's answers are learned in a form a person should not see
+    (reversed digits): they are restored whole, not streamed token by token."""
+    return cfg.data.task == "arithmetic" and cfg.data.arithmetic.answer_format == "reversed"
+
+
 def evaluate_examples(loaded: Loaded, examples: list[Example], desc: str) -> tuple[dict, list[dict]]:
     """Greedy answers to ``examples`` and their exact match.
 
     Returns:
         The summary (:func:`tasktune.eval.summarize`) and one prediction row per
-        example: prompt, rendered input, prediction, reference, correct, category.
+        example: prompt, rendered input, raw model output, prediction (as presented),
+        reference, correct, category.
     """
     enc = loaded.encoder
     prompts = [enc.prompt_ids(e) for e in examples]
@@ -79,12 +100,14 @@ def evaluate_examples(loaded: Loaded, examples: list[Example], desc: str) -> tup
         loaded.model, loaded.tokenizer, prompts, enc.stop_id, budget, loaded.cfg.eval.batch_size, desc=desc
     )
     rows = []
-    for e, out in zip(examples, outputs):
+    for e, raw in zip(examples, outputs):
         reference = e.answer if e.answer is not None else e.response
+        out = presented(loaded.cfg, raw)
         rows.append(
             {
                 "prompt": e.prompt,
                 "input": enc.render_prompt(e),
+                "raw_output": raw,
                 "prediction": out,
                 "reference": reference,
                 "correct": is_correct(out, reference, numeric=e.answer is not None),

@@ -8,7 +8,7 @@ from pathlib import Path
 from tasktune.data.example import Example
 from tasktune.data.files import DataFileError, read_rows, row_to_example
 from tasktune.generate import generate_batch
-from tasktune.recipes.common import load_run, max_new_tokens_for
+from tasktune.recipes.common import load_run, max_new_tokens_for, presented
 
 __all__ = ["predict", "read_prompts"]
 
@@ -43,8 +43,8 @@ def read_prompts(path: str | Path) -> list[tuple[dict, Example]]:
 def predict(run_dir: str | Path, input_path: str | Path, output_path: str | Path) -> int:
     """Answer every prompt of ``input_path`` with the run's model; returns the row count.
 
-    Each output row is the input row plus ``prediction`` and ``input`` (the fully
-    rendered model input).
+    Each output row is the input row plus ``prediction`` (as a person should see it,
+    e.g. reversed digits put back) and ``input`` (the fully rendered model input).
     """
     rows = read_prompts(input_path)
     examples = [e for _, e in rows]
@@ -58,5 +58,6 @@ def predict(run_dir: str | Path, input_path: str | Path, output_path: str | Path
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("w", encoding="utf-8") as f:
         for (row, e), text in zip(rows, outputs):
-            f.write(json.dumps({**row, "prediction": text, "input": loaded.encoder.render_prompt(e)}, ensure_ascii=False) + "\n")
+            out_row = {**row, "prediction": presented(loaded.cfg, text), "input": loaded.encoder.render_prompt(e)}
+            f.write(json.dumps(out_row, ensure_ascii=False) + "\n")
     return len(examples)

@@ -16,6 +16,8 @@ from tasktune.data.arithmetic import (
     ZH_PAIRS,
     Problem,
     canonical,
+    restore_answer,
+    reverse_digits,
     eval_problems,
     sample_problem,
     solve,
@@ -233,3 +235,15 @@ def test_too_small_problem_space_raises_a_clear_error():
     small = DataConfig(arithmetic=cfg.arithmetic, train_size=80)  # 100 - 50 held out = 50 left
     with pytest.raises(ValueError, match=r"data\.train_size=80: only 50 distinct problems remain outside the eval set"):
         build_datasets(small, n_eval=50, eval_seed=0, seed=0)
+
+
+def test_reversed_answers_train_digits_backwards_and_restore_to_the_value():
+    cfg = ArithmeticConfig(ops={"+": 1, "-": 1}, digits=(1, 2), answer_format="reversed", decimal_share=0.5)
+    rng = random.Random(0)
+    for problem in eval_problems(cfg, 200, seed=3):
+        example = to_example(problem, rng, cfg)
+        sign = "-" if example.answer.startswith("-") else ""
+        assert example.response == sign + example.answer[len(sign):][::-1]
+        assert restore_answer(example.response, cfg) == example.answer
+    assert reverse_digits("-64") == "-46" and reverse_digits("12.5") == "5.21" and reverse_digits("0") == "0"
+    assert restore_answer("181", ArithmeticConfig()) == "181"  # value format: shown as is
