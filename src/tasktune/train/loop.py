@@ -34,7 +34,8 @@ class EncodeCounts:
 
 @dataclass(frozen=True)
 class StepInfo:
-    """State after optimizer step ``step`` (1-based)."""
+    """State after optimizer step ``step`` (1-based); counts are running totals and
+    ``seconds`` is training time so far, without the caller's work between steps."""
 
     step: int
     loss: float
@@ -132,11 +133,14 @@ def train_steps(
     micro = cfg.batch_size // cfg.grad_accum
     batches = _batches(stream, encoder, enc, micro, pad_id, counts)
     bar = tqdm(total=cfg.max_steps, desc="train", unit="step", disable=not accelerator.is_local_main_process)
-    start = time.perf_counter()
+    # Seconds of this loop's own work: time the caller spends between steps (saving a
+    # checkpoint, evaluating) is not training time and does not use up max_minutes.
+    seconds = 0.0
     examples = tokens = supervised = 0
     deadline = 60.0 * cfg.max_minutes if cfg.max_minutes else float("inf")
     for step in range(cfg.max_steps):
-        lr = lr_at(step, cfg, time.perf_counter() - start)
+        started = time.perf_counter()
+        lr = lr_at(step, cfg, seconds)
         for group in optimizer.param_groups:
             group["lr"] = lr * group["lr_scale"]
         parts = [next(batches) for _ in range(cfg.grad_accum)]
@@ -153,7 +157,7 @@ def train_steps(
         optimizer.zero_grad(set_to_none=True)
         examples += cfg.batch_size
         supervised += n_sup
-        seconds = time.perf_counter() - start
+        seconds += time.perf_counter() - started
         bar.update(1)
         bar.set_postfix(loss=f"{loss_total:.4f}", lr=f"{lr:.2e}", ex_s=f"{examples / seconds:.1f}")
         yield StepInfo(step + 1, loss_total, lr, float(grad_norm), examples, tokens, supervised, seconds)
