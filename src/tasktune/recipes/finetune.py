@@ -68,6 +68,26 @@ def _train_figures(last: StepInfo) -> dict:
     }
 
 
+def _train(cfg: RunConfig, model, accelerator, loaded: Loaded, stream, counts: EncodeCounts, out: Path) -> StepInfo:
+    """Run the training loop; log every ``train.log_every`` steps (and the last) to
+    train_log.jsonl and save a checkpoint every ``train.save_every`` steps."""
+    main = accelerator.is_main_process
+    groups = get_adapter(cfg.adapter.method).param_groups(model, cfg.adapter)
+    last = None
+    with (out / "train_log.jsonl").open("w", encoding="utf-8") as log:
+        for info in train_steps(model, accelerator, loaded.encoder, stream, cfg.train, cfg.encoding, counts, groups):
+            last = info
+            if main and info.step % cfg.train.log_every == 0:
+                log.write(json.dumps(_log_row(info)) + "\n")
+                log.flush()
+            if main and cfg.train.save_every and info.step % cfg.train.save_every == 0 and info.step < cfg.train.max_steps:
+                save_adapter(model, cfg.adapter.method, out / f"checkpoint-{info.step}")
+        assert last is not None  # max_steps >= 1 is validated
+        if main and last.step % cfg.train.log_every:
+            log.write(json.dumps(_log_row(last)) + "\n")  # the last step, always logged
+    return last
+
+
 def finetune(cfg: RunConfig) -> dict:
     """Run one fine-tuning job end to end and return its metrics.
 
@@ -103,19 +123,7 @@ def finetune(cfg: RunConfig) -> dict:
     adapter = get_adapter(cfg.adapter.method)
     model = adapter.apply(loaded.model, cfg.adapter)
     counts = EncodeCounts()
-    last = None
-    with (out / "train_log.jsonl").open("w", encoding="utf-8") as log:
-        groups = adapter.param_groups(model, cfg.adapter)
-        for info in train_steps(model, accelerator, loaded.encoder, data.train, cfg.train, cfg.encoding, counts, groups):
-            last = info
-            if main and info.step % cfg.train.log_every == 0:
-                log.write(json.dumps(_log_row(info)) + "\n")
-                log.flush()
-            if main and cfg.train.save_every and info.step % cfg.train.save_every == 0 and info.step < cfg.train.max_steps:
-                save_adapter(model, cfg.adapter.method, out / f"checkpoint-{info.step}")
-        if main and last is not None and last.step % cfg.train.log_every:
-            log.write(json.dumps(_log_row(last)) + "\n")  # the last step, always logged
-    assert last is not None  # max_steps >= 1 is validated
+    last = _train(cfg, model, accelerator, loaded, data.train, counts, out)
     accelerator.wait_for_everyone()
     model = accelerator.unwrap_model(model)
     if not main:
