@@ -76,7 +76,7 @@ def max_new_tokens_for(cfg: RunConfig, tokenizer, examples: list[Example]) -> in
 
 def presented(cfg: RunConfig, text: str) -> str:
     """A model answer as a person should see it (e.g. reversed digits put back)."""
-    return restore_answer(text, cfg.data.arithmetic) if shown_differently(cfg) else text
+    return restore_answer(text, cfg.data.arithmetic) if cfg.data.task == "arithmetic" else text
 
 
 def shown_differently(cfg: RunConfig) -> bool:
