@@ -88,6 +88,10 @@ def test_cross_field_checks():
     assert "unknown operation(s) ['%']" in msg
     with pytest.raises(ConfigError, match=r"data\.file\.path: required"):
         load_config(None, ["data.task=file"])
+    for layers in ("0", "[]", "[-1, 3]"):
+        with pytest.raises(ConfigError, match=r"adapter\.lora\.layers: a count of last blocks >= 1"):
+            load_config(None, [f"adapter.lora.layers={layers}"])
+    assert load_config(None, ["adapter.lora.layers=[3, 1]"]).adapter.lora.layers == [3, 1]
 
 
 def test_malformed_override_and_yaml(tmp_path):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+
 from tasktune.config import AdapterConfig
 
 __all__ = ["apply", "param_groups", "save", "load"]
@@ -18,14 +20,36 @@ def apply(model, cfg: AdapterConfig):
     import peft
 
     lora = cfg.lora
+    targets = lora.target_modules if isinstance(lora.target_modules, str) else list(lora.target_modules)
+    layers = _block_indices(model, lora.layers)
+    if layers is not None and targets == "all-linear":
+        targets = _linear_names(model)  # PEFT takes layers_to_transform only with a list
     config = peft.LoraConfig(
         r=lora.r,
         lora_alpha=lora.alpha,
         lora_dropout=lora.dropout,
-        target_modules=lora.target_modules if isinstance(lora.target_modules, str) else list(lora.target_modules),
+        target_modules=targets,
+        layers_to_transform=layers,
         task_type="CAUSAL_LM",
     )
     return peft.get_peft_model(model, config)
+
+
+def _block_indices(model, layers: int | list[int] | None) -> list[int] | None:
+    """The block indices ``layers`` names (None: every block), checked against the model."""
+    if layers is None:
+        return None
+    n = model.config.num_hidden_layers
+    picked = list(range(n - layers, n)) if isinstance(layers, int) else sorted(set(layers))
+    if picked[0] < 0 or picked[-1] >= n:
+        raise ValueError(f"adapter.lora.layers={layers!r}: the model has {n} blocks (indices 0..{n - 1})")
+    return picked
+
+
+def _linear_names(model) -> list[str]:
+    """Leaf names of the linear layers inside the blocks (what "all-linear" means to PEFT)."""
+    head = model.get_output_embeddings()
+    return sorted({name.rsplit(".", 1)[-1] for name, m in model.named_modules() if isinstance(m, torch.nn.Linear) and m is not head})
 
 
 def param_groups(model, cfg: AdapterConfig) -> list[dict]:

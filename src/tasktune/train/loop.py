@@ -131,6 +131,8 @@ def train_steps(
     pad_id = encoder.tokenizer.pad_token_id
     pad_id = encoder.stop_id if pad_id is None else pad_id
     micro = cfg.batch_size // cfg.grad_accum
+    # One process only: under DDP the prefix would be a second forward before backward.
+    share = cfg.share_prefix and accelerator.num_processes == 1 and not cfg.gradient_checkpointing
     batches = _batches(stream, encoder, enc, micro, pad_id, counts)
     bar = tqdm(total=cfg.max_steps, desc="train", unit="step", disable=not accelerator.is_local_main_process)
     # Seconds of this loop's own work: time the caller spends between steps (saving a
@@ -148,7 +150,7 @@ def train_steps(
         loss_total = 0.0
         for batch in parts:
             batch = {k: v.to(accelerator.device) for k, v in batch.items()}
-            loss = supervised_loss_sum(model, batch) / n_sup
+            loss = supervised_loss_sum(model, batch, share) / n_sup
             accelerator.backward(loss)
             loss_total += loss.item()
             tokens += int(batch["attention_mask"].sum())

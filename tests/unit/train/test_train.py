@@ -17,6 +17,7 @@ from tasktune.data import build_datasets
 from tasktune.encoding import ChatEncoder, pad_right
 from tasktune.model import load_model, resolve_model
 from tasktune.train import EncodeCounts, count_supervised, lr_at, make_accelerator, supervised_loss_sum, train_steps
+from tasktune.train.loss import MIN_SHARED_PREFIX, shared_prefix_length
 
 TRAIN_ARCHS = ["llama", "glm", "glm4"]
 # Constant lr, no warm-up: every step moves the weights by the same rule.
@@ -110,6 +111,59 @@ def test_supervised_loss_equals_the_models_own_loss(arch, tiny_model_dirs, token
     assert torch.allclose(fallback, reference, atol=1e-5, rtol=0)
     assert torch.allclose(plain, plain_ref, atol=1e-5, rtol=0)
     assert not torch.allclose(plain, ours, atol=1e-3)  # the adapter is in the loss
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen2", "glm", "glm4"])
+@pytest.mark.parametrize("system", ["", "You are a careful calculator. Answer with the number only."])
+def test_shared_prefix_gives_the_same_loss_and_gradients(arch, system, tiny_model_dirs, tokenizer):
+    encoder = ChatEncoder(tokenizer, template=template_for(arch), system_prompt=system)
+    encoded = [encoder.encode(ex, 512) for ex in islice(_stream(), 5)]
+    batch = pad_right([e.input_ids for e in encoded], [e.labels for e in encoded], tokenizer.pad_token_id)
+    assert batch["attention_mask"].min() == 0  # rows of different lengths
+    keep = torch.zeros_like(batch["labels"], dtype=torch.bool)
+    keep[:, :-1] = batch["labels"][:, 1:] != IGNORE_INDEX
+    shared = shared_prefix_length(batch, keep)
+    common = 0  # the longest common prefix of the token rows, computed the slow way
+    while all(e.input_ids[common] == encoded[0].input_ids[common] for e in encoded):
+        common += 1
+    assert shared == common < keep.nonzero()[:, 1].min() + 1
+    assert shared >= (MIN_SHARED_PREFIX + 8 if system else MIN_SHARED_PREFIX)  # the system prompt is shared too
+
+    def loss_and_grads(share: bool):
+        model = _lora_model(tiny_model_dirs[arch])
+        with torch.no_grad():  # a non-trivial adapter, so A gets gradients too
+            for name, p in model.named_parameters():
+                if ".lora_B." in name:
+                    p.normal_(0.0, 0.1)
+        calls = []
+        model.get_input_embeddings().register_forward_hook(lambda m, i, o: calls.append(tuple(i[0].shape)))
+        loss = supervised_loss_sum(model, batch, share_prefix=share)
+        loss.backward()
+        grads = {n: p.grad for n, p in model.named_parameters() if p.requires_grad}
+        return loss, grads, calls
+
+    plain, plain_grads, plain_calls = loss_and_grads(False)
+    ours, grads, calls = loss_and_grads(True)
+    rows, length = batch["input_ids"].shape
+    assert plain_calls == [(rows, length)]
+    assert calls == [(1, shared), (rows, length - shared)]  # the prefix really ran once
+    assert torch.allclose(ours, plain, rtol=1e-5, atol=1e-5)
+    assert plain_grads.keys() == grads.keys()
+    for name, g in plain_grads.items():
+        assert torch.allclose(grads[name], g, rtol=1e-4, atol=1e-6), name
+
+
+def test_a_short_shared_prefix_takes_the_plain_path(tiny_model_dirs, tokenizer):
+    encoder = ChatEncoder(tokenizer, template="chatml", system_prompt=None)  # no system turn: 3 shared tokens
+    encoded = [encoder.encode(ex, 512) for ex in islice(_stream(), 4)]
+    batch = pad_right([e.input_ids for e in encoded], [e.labels for e in encoded], tokenizer.pad_token_id)
+    model = _lora_model(tiny_model_dirs["llama"])
+    calls = []
+    model.get_input_embeddings().register_forward_hook(lambda m, i, o: calls.append(tuple(i[0].shape)))
+    with torch.no_grad():
+        supervised_loss_sum(model, batch, share_prefix=True)
+    assert 0 < shared_prefix_length(batch, torch.zeros_like(batch["labels"], dtype=torch.bool)) < MIN_SHARED_PREFIX
+    assert calls == [tuple(batch["input_ids"].shape)]
 
 
 @pytest.mark.parametrize("arch", TRAIN_ARCHS)
