@@ -1,21 +1,29 @@
-"""Training throughput (examples/s) of an arithmetic config on this machine.
+"""Training throughput (examples/s) of config variants, measured side by side.
 
-Runs 4 warm-up steps, then N timed steps of the real training loop, and prints
-examples per second. Use it to compare settings side by side in one sitting (timings
-drift from minute to minute on a shared CPU: alternate runs, compare ratios).
+Each variant is a set of ``key=value`` overrides on one config. All variants train in
+the same process from copies of one loaded base model, in alternating rounds of
+``--steps`` optimizer steps (the order flips every round), so that the minute-to-minute
+drift of a shared CPU falls on every variant alike. Prints examples/s per variant and
+its speed relative to the first. Warm-up steps are not timed.
 
 Usage:
-    python benchmarks/throughput.py [--steps 10] [key=value ...]
+    python benchmarks/throughput.py "train.share_prefix=true" "train.share_prefix=false"
+    python benchmarks/throughput.py --rounds 4 "" "adapter.lora.r=16"
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
+import shlex
 import sys
+
+import torch
 
 from tasktune.adapters import get_adapter
 from tasktune.config import load_config
 from tasktune.data import build_datasets
+from tasktune.encoding import ChatEncoder
 from tasktune.recipes.common import load_base
 from tasktune.train import EncodeCounts, make_accelerator, train_steps
 
@@ -23,21 +31,47 @@ from tasktune.train import EncodeCounts, make_accelerator, train_steps
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--config", default="configs/arith_lora.yaml")
-    parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("overrides", nargs="*")
+    parser.add_argument("--steps", type=int, default=3, help="optimizer steps per variant per round")
+    parser.add_argument("--rounds", type=int, default=8)
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps per variant first")
+    parser.add_argument("variants", nargs="+", help='each a quoted list of overrides; "" is the config as is')
     args = parser.parse_args()
-    warm = 4
-    cfg = load_config(args.config, [f"train.max_steps={warm + args.steps}", "train.max_minutes=null", "train.warmup_steps=2", *args.overrides])
-    accelerator = make_accelerator(cfg.train, cfg.seed)
-    data = build_datasets(cfg.data, 10, cfg.eval.seed, cfg.seed)
-    loaded = load_base(cfg)
-    adapter = get_adapter(cfg.adapter.method)
-    model = adapter.apply(loaded.model, cfg.adapter)
-    steps = list(train_steps(model, accelerator, loaded.encoder, data.train, cfg.train, cfg.encoding, EncodeCounts(), adapter.param_groups(model, cfg.adapter)))
-    first, last = steps[warm - 1], steps[-1]
-    rate = (last.examples - first.examples) / (last.seconds - first.seconds)
-    tokens = (last.tokens - first.tokens) / (last.seconds - first.seconds)
-    print(f"{' '.join(args.overrides) or '(config as is)'}: {rate:.2f} examples/s, {tokens:.0f} tokens/s")
+    total = args.warmup + args.steps * args.rounds
+    fixed = [f"train.max_steps={total}", "train.max_minutes=null", "train.warmup_steps=2"]
+    cfgs = [load_config(args.config, shlex.split(v) + fixed) for v in args.variants]
+    loaded = load_base(cfgs[0])
+    runs = []
+    for cfg in cfgs:
+        if (cfg.model, cfg.dtype) != (cfgs[0].model, cfgs[0].dtype):
+            raise SystemExit("variants must share model and dtype (they train copies of one base)")
+        accelerator = make_accelerator(cfg.train, cfg.seed)
+        data = build_datasets(cfg.data, 10, cfg.eval.seed, cfg.seed)
+        encoder = ChatEncoder(loaded.tokenizer, cfg.encoding.template, cfg.encoding.system_prompt)
+        adapter = get_adapter(cfg.adapter.method)
+        model = adapter.apply(copy.deepcopy(loaded.model), cfg.adapter)
+        groups = adapter.param_groups(model, cfg.adapter)
+        steps = train_steps(model, accelerator, encoder, data.train, cfg.train, cfg.encoding, EncodeCounts(), groups)
+        runs.append({"steps": steps, "examples": 0, "seconds": 0.0, "last": None})
+    del loaded
+
+    def advance(run, n: int, timed: bool) -> None:
+        for _ in range(n):
+            info = next(run["steps"])
+            if timed and run["last"] is not None:
+                run["examples"] += info.examples - run["last"].examples
+                run["seconds"] += info.seconds - run["last"].seconds
+            run["last"] = info
+
+    for run in runs:
+        advance(run, args.warmup, timed=False)
+    for r in range(args.rounds):
+        for run in runs if r % 2 == 0 else runs[::-1]:
+            advance(run, args.steps, timed=True)
+    first = runs[0]["examples"] / runs[0]["seconds"]
+    print(f"{torch.get_num_threads()} threads, {args.rounds} rounds x {args.steps} steps per variant")
+    for variant, run in zip(args.variants, runs):
+        rate = run["examples"] / run["seconds"]
+        print(f"{variant or '(config as is)'}: {rate:.2f} examples/s, {rate / first:.2f}x the first")
     return 0
 
 
