@@ -1,7 +1,7 @@
 """The real bundled SmolLM2-135M: a short LoRA run raises exact match by a wide margin.
 
-About 3 minutes on a 2-core CPU. Select or skip with ``-m real_model`` /
-``-m "not real_model"``.
+About 3 minutes on a 2-core CPU (100 steps: base 1% -> tuned 50% when last measured).
+Select or skip with ``-m real_model`` / ``-m "not real_model"``.
 """
 
 from __future__ import annotations
@@ -25,12 +25,14 @@ def test_short_lora_run_teaches_the_bundled_model(tmp_path: Path):
     out = tmp_path / "run"
     result = subprocess.run(
         [str(Path(sys.executable).with_name("tasktune")), "train", str(CONFIG), f"output_dir={out}",
-         "train.max_steps=80", "train.warmup_steps=10", "eval.max_examples=100"],
+         # A fixed short schedule, whatever the demo's time-bounded one is.
+         "train.max_steps=100", "train.max_minutes=null", "train.warmup_steps=10",
+         "train.schedule=cosine", "train.min_lr_ratio=0.1", "eval.max_examples=100"],
         capture_output=True, text=True, env={**os.environ, "TQDM_DISABLE": "1"}, timeout=900,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((out / "metrics.json").read_text())
     base, final = metrics["base"]["exact_match"], metrics["final"]["exact_match"]
-    print(f"bundled model, 80 steps x 16: base {base:.1%} -> tuned {final:.1%}")
+    print(f"bundled model, 100 steps x 16: base {base:.1%} -> tuned {final:.1%}")
     assert base <= 0.10, "the untuned model should not already answer bare arithmetic in this format"
     assert final >= base + 0.20, f"exact match rose only from {base:.1%} to {final:.1%}"
