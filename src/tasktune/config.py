@@ -175,6 +175,9 @@ class TrainConfig:
     """Recompute activations in backward: less memory, about 45% slower on a CPU."""
     threads: int | None = None
     """CPU threads for torch; null: all cores."""
+    stop_at: float | None = None
+    """End training as soon as an in-training evaluation (eval.every) reaches this exact
+    match, e.g. 0.99; null: train to max_steps / max_minutes."""
     share_prefix: bool = True
     """Run the tokens every row of a batch starts with (the chat template's opening, a
     fixed system prompt) once per batch instead of once per row; same loss and
@@ -191,6 +194,11 @@ class EvalConfig:
     """Evaluate the untuned base model too, on the same examples."""
     seed: int = 1234
     """Seed of the held-out arithmetic problems (disjoint from training by construction)."""
+    every: int = 0
+    """Also evaluate every N optimizer steps during training (0: only before and after);
+    the best of these is saved as checkpoint-best/. Not counted as training time."""
+    every_examples: int | None = None
+    """Held-out examples used by the in-training evaluations (the first N); null: all."""
 
 
 @dataclass(frozen=True)
@@ -334,6 +342,12 @@ def _validate(cfg: RunConfig) -> list[str]:
     layers = cfg.adapter.lora.layers
     if isinstance(layers, int) and layers < 1 or isinstance(layers, list) and (not layers or min(layers) < 0):
         p.append(f"adapter.lora.layers: a count of last blocks >= 1 or a non-empty list of block indices >= 0, got {layers!r}")
+    if t.stop_at is not None and not 0.0 < t.stop_at <= 1.0:
+        p.append(f"train.stop_at: an exact match within (0, 1], e.g. 0.99, got {t.stop_at}")
+    if t.stop_at is not None and cfg.eval.every < 1:
+        p.append("train.stop_at: needs evaluations during training; set eval.every (steps), e.g. eval.every=50")
+    if cfg.eval.every < 0 or cfg.eval.every_examples is not None and cfg.eval.every_examples < 1:
+        p.append("eval.every must be >= 0 and eval.every_examples >= 1 (or null)")
     if cfg.eval.max_examples < 1:
         p.append(f"eval.max_examples: must be at least 1 (the held-out set proves learning), got {cfg.eval.max_examples}")
     for name, ops in (("ops", a.ops), ("train_ops", a.train_ops)):

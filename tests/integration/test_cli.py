@@ -101,6 +101,31 @@ def test_eval_prints_base_and_tuned(llama_run: Path):
     assert (llama_run / "eval_metrics.json").is_file()
 
 
+def test_stop_at_ends_training_once_the_held_out_target_is_met(tiny_model_dirs, tmp_path: Path):
+    # One fact to learn: a tiny random model gets it right within a few dozen steps.
+    data = tmp_path / "seven.jsonl"
+    data.write_text("".join(json.dumps({"instruction": "Say seven", "output": "7"}) + "\n" for _ in range(20)))
+    out = tmp_path / "run"
+    result = tasktune(
+        "train", str(CONFIG), f"model={tiny_model_dirs['llama']}", f"output_dir={out}", "data.task=file",
+        f"data.file.path={data}", "eval.max_examples=4", "eval.every=4", "train.stop_at=1.0",
+        "train.max_steps=200", "train.batch_size=4", "train.lr=1e-2", "train.schedule=constant", "train.warmup_steps=0",
+    )
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    evals = metrics["evals"]
+    assert metrics["train"]["stopped_at_target"] is True
+    assert [e["step"] for e in evals] == list(range(4, metrics["train"]["steps"] + 1, 4))
+    assert metrics["train"]["steps"] < 200 and evals[-1]["exact_match"] == 1.0
+    assert all(e["exact_match"] < 1.0 for e in evals[:-1])  # it stopped at the first hit
+    assert metrics["best"]["step"] == evals[-1]["step"] and metrics["final"]["exact_match"] == 1.0
+    assert (out / "checkpoint-best" / "adapter_model.safetensors").is_file()
+    assert f"train.stop_at=1.0 reached at step {evals[-1]['step']}" in result.stderr + result.stdout
+    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log if "eval_exact_match" in r] == [e["step"] for e in evals]
+    assert "## Evaluations during training" in (out / "report.md").read_text()
+
+
 def test_glm_without_template_trains_with_the_chatglm_template(tiny_model_dirs, tmp_path: Path):
     out = tmp_path / "glm"
     result = tasktune(

@@ -92,6 +92,10 @@ def test_cross_field_checks():
         with pytest.raises(ConfigError, match=r"adapter\.lora\.layers: a count of last blocks >= 1"):
             load_config(None, [f"adapter.lora.layers={layers}"])
     assert load_config(None, ["adapter.lora.layers=[3, 1]"]).adapter.lora.layers == [3, 1]
+    with pytest.raises(ConfigError, match=r"train\.stop_at: needs evaluations during training; set eval\.every"):
+        load_config(None, ["train.stop_at=0.9"])
+    with pytest.raises(ConfigError, match=r"train\.stop_at: an exact match within \(0, 1\]"):
+        load_config(None, ["train.stop_at=99", "eval.every=10"])
 
 
 def test_malformed_override_and_yaml(tmp_path):

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import yaml
+from tqdm.auto import tqdm
 
 from tasktune.adapters import get_adapter
 from tasktune.checkpoint import save_adapter
@@ -68,24 +69,68 @@ def _train_figures(last: StepInfo) -> dict:
     }
 
 
-def _train(cfg: RunConfig, model, accelerator, loaded: Loaded, stream, counts: EncodeCounts, out: Path) -> StepInfo:
+@dataclass
+class TrainResult:
+    """What the training loop leaves: the last step, the in-training evaluations and the
+    best of them (saved as checkpoint-best/), and whether train.stop_at ended it."""
+
+    last: StepInfo
+    evals: list[dict] = field(default_factory=list)
+    best: dict | None = None
+    stopped_at_target: bool = False
+
+
+def _evaluate_during(loaded: Loaded, model, examples, info: StepInfo) -> dict:
+    """Exact match of the model as it is at ``info``'s step; one train_log/evals row."""
+    summary, _ = evaluate_examples(replace(loaded, model=model), examples, f"eval step {info.step}")
+    return {"step": info.step, "examples": info.examples, "seconds": round(info.seconds, 1),
+            "exact_match": summary["exact_match"], "n": summary["n"]}
+
+
+def _train(cfg: RunConfig, model, accelerator, loaded: Loaded, data, counts: EncodeCounts, out: Path) -> TrainResult:
     """Run the training loop; log every ``train.log_every`` steps (and the last) to
-    train_log.jsonl and save a checkpoint every ``train.save_every`` steps."""
+    train_log.jsonl, save a checkpoint every ``train.save_every`` steps, and evaluate
+    every ``eval.every`` steps, keeping the best as checkpoint-best/ and stopping once
+    ``train.stop_at`` is reached."""
     main = accelerator.is_main_process
     groups = get_adapter(cfg.adapter.method).param_groups(model, cfg.adapter)
-    last = None
+    held_out = data.eval[: cfg.eval.every_examples] if cfg.eval.every_examples else data.eval
+    evals: list[dict] = []
+    best = None
     with (out / "train_log.jsonl").open("w", encoding="utf-8") as log:
-        for info in train_steps(model, accelerator, loaded.encoder, stream, cfg.train, cfg.encoding, counts, groups):
+        steps = train_steps(model, accelerator, loaded.encoder, data.train, cfg.train, cfg.encoding, counts, groups)
+        last = None
+        stopped = False
+        for info in steps:
             last = info
             if main and info.step % cfg.train.log_every == 0:
                 log.write(json.dumps(_log_row(info)) + "\n")
                 log.flush()
             if main and cfg.train.save_every and info.step % cfg.train.save_every == 0 and info.step < cfg.train.max_steps:
                 save_adapter(model, cfg.adapter.method, out / f"checkpoint-{info.step}")
+            if cfg.eval.every and info.step % cfg.eval.every == 0 and info.step < cfg.train.max_steps:
+                if main:
+                    row = _evaluate_during(loaded, model, held_out, info)
+                    evals.append(row)
+                    log.write(json.dumps({"step": info.step, "eval_exact_match": row["exact_match"], "eval_n": row["n"]}) + "\n")
+                    log.flush()
+                    tqdm.write(f"step {info.step}: exact match {row['exact_match']:.1%} of {row['n']} held-out")
+                    if best is None or row["exact_match"] > best["exact_match"]:
+                        best = row
+                        save_adapter(model, cfg.adapter.method, out / "checkpoint-best")
+                    if cfg.train.stop_at is not None and row["exact_match"] >= cfg.train.stop_at:
+                        accelerator.set_trigger()
+                if accelerator.check_trigger():  # every process stops at the same step
+                    stopped = True
+                    steps.close()
+                    break
         assert last is not None  # max_steps >= 1 is validated
         if main and last.step % cfg.train.log_every:
             log.write(json.dumps(_log_row(last)) + "\n")  # the last step, always logged
-    return last
+    if stopped and main:
+        tqdm.write(f"train.stop_at={cfg.train.stop_at} reached at step {last.step}: "
+                   f"exact match {evals[-1]['exact_match']:.1%} of {evals[-1]['n']}")
+    return TrainResult(last, evals, best, stopped)
 
 
 def finetune(cfg: RunConfig) -> dict:
@@ -123,7 +168,8 @@ def finetune(cfg: RunConfig) -> dict:
     adapter = get_adapter(cfg.adapter.method)
     model = adapter.apply(loaded.model, cfg.adapter)
     counts = EncodeCounts()
-    last = _train(cfg, model, accelerator, loaded, data.train, counts, out)
+    result = _train(cfg, model, accelerator, loaded, data, counts, out)
+    last = result.last
     accelerator.wait_for_everyone()
     model = accelerator.unwrap_model(model)
     if not main:
@@ -136,6 +182,10 @@ def finetune(cfg: RunConfig) -> dict:
     metrics["final"], rows = evaluate_examples(loaded, data.eval, "eval tuned")
     metrics["by_category"] = merge_categories(metrics.get("base"), metrics["final"])
     metrics["train"] = _train_figures(last)
+    if result.evals:
+        metrics["evals"] = result.evals
+        metrics["best"] = {**result.best, "checkpoint": "checkpoint-best"}
+        metrics["train"]["stopped_at_target"] = result.stopped_at_target
     metrics["data"] = {
         "train_size": data.train_size if data.train_size is not None else "fresh problems each step",
         "eval_size": len(data.eval),

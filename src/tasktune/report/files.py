@@ -42,6 +42,14 @@ def write_report(path: Path, summary: dict[str, str], metrics: dict, predictions
     if train:
         lines += ["", "## Training", "", "| figure | value |", "| --- | --- |"]
         lines += [f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in train.items()]
+    evals, best = metrics.get("evals"), metrics.get("best")
+    if evals:
+        lines += ["", "## Evaluations during training", "", "| step | examples | train min | exact match | n |", "| --- | --- | --- | --- | --- |"]
+        for e in evals:
+            mark = " (best: checkpoint-best/)" if best and e["step"] == best["step"] else ""
+            lines.append(f"| {e['step']} | {e['examples']} | {e['seconds'] / 60:.1f} | {_pct(e['exact_match'])}{mark} | {e['n']} |")
+        if train and train.get("stopped_at_target"):
+            lines += ["", f"Training stopped at step {evals[-1]['step']}: train.stop_at was reached."]
     data = metrics.get("data")
     if data:
         lines += ["", "## Data", ""] + [f"- {k}: {v}" for k, v in data.items()]

@@ -140,33 +140,35 @@ def train_steps(
     seconds = 0.0
     examples = tokens = supervised = 0
     deadline = 60.0 * cfg.max_minutes if cfg.max_minutes else float("inf")
-    for step in range(cfg.max_steps):
-        started = time.perf_counter()
-        lr = lr_at(step, cfg, seconds)
-        for group in optimizer.param_groups:
-            group["lr"] = lr * group["lr_scale"]
-        parts = [next(batches) for _ in range(cfg.grad_accum)]
-        n_sup = max(1, sum(count_supervised(b["labels"]) for b in parts))
-        loss_total = 0.0
-        for batch in parts:
-            batch = {k: v.to(accelerator.device) for k, v in batch.items()}
-            loss = supervised_loss_sum(model, batch, share) / n_sup
-            accelerator.backward(loss)
-            loss_total += loss.item()
-            tokens += int(batch["attention_mask"].sum())
-        grad_norm = accelerator.clip_grad_norm_(params, cfg.max_grad_norm) if cfg.max_grad_norm > 0 else torch.tensor(0.0)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        examples += cfg.batch_size
-        supervised += n_sup
-        seconds += time.perf_counter() - started
-        bar.update(1)
-        bar.set_postfix(loss=f"{loss_total:.4f}", lr=f"{lr:.2e}", ex_s=f"{examples / seconds:.1f}")
-        yield StepInfo(step + 1, loss_total, lr, float(grad_norm), examples, tokens, supervised, seconds)
-        if seconds >= deadline:
-            bar.write(f"train.max_minutes={cfg.max_minutes} reached after {step + 1} of {cfg.max_steps} steps")
-            break
-    bar.close()
-    if cfg.gradient_checkpointing:
-        accelerator.unwrap_model(model).gradient_checkpointing_disable()
-    model.eval()
+    try:
+        for step in range(cfg.max_steps):
+            started = time.perf_counter()
+            lr = lr_at(step, cfg, seconds)
+            for group in optimizer.param_groups:
+                group["lr"] = lr * group["lr_scale"]
+            parts = [next(batches) for _ in range(cfg.grad_accum)]
+            n_sup = max(1, sum(count_supervised(b["labels"]) for b in parts))
+            loss_total = 0.0
+            for batch in parts:
+                batch = {k: v.to(accelerator.device) for k, v in batch.items()}
+                loss = supervised_loss_sum(model, batch, share) / n_sup
+                accelerator.backward(loss)
+                loss_total += loss.item()
+                tokens += int(batch["attention_mask"].sum())
+            grad_norm = accelerator.clip_grad_norm_(params, cfg.max_grad_norm) if cfg.max_grad_norm > 0 else torch.tensor(0.0)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            examples += cfg.batch_size
+            supervised += n_sup
+            seconds += time.perf_counter() - started
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss_total:.4f}", lr=f"{lr:.2e}", ex_s=f"{examples / seconds:.1f}")
+            yield StepInfo(step + 1, loss_total, lr, float(grad_norm), examples, tokens, supervised, seconds)
+            if seconds >= deadline:
+                bar.write(f"train.max_minutes={cfg.max_minutes} reached after {step + 1} of {cfg.max_steps} steps")
+                break
+    finally:  # also when the caller stops early (closes the generator)
+        bar.close()
+        if cfg.gradient_checkpointing:
+            accelerator.unwrap_model(model).gradient_checkpointing_disable()
+        model.eval()
