@@ -71,20 +71,36 @@ def _train_figures(last: StepInfo) -> dict:
 
 @dataclass
 class TrainResult:
-    """What the training loop leaves: the last step, the in-training evaluations and the
-    best of them (saved as checkpoint-best/), and whether train.stop_at ended it."""
+    """What the training loop leaves: the last step, the in-training evaluations, and
+    whether train.stop_at ended it."""
 
     last: StepInfo
     evals: list[dict] = field(default_factory=list)
-    best: dict | None = None
     stopped_at_target: bool = False
 
+    @property
+    def best(self) -> dict | None:
+        """The first evaluation with the highest exact match (saved as checkpoint-best/)."""
+        return max(self.evals, key=lambda e: e["exact_match"]) if self.evals else None
 
-def _evaluate_during(loaded: Loaded, model, examples, info: StepInfo) -> dict:
-    """Exact match of the model as it is at ``info``'s step; one train_log/evals row."""
+
+def _evaluate_during(cfg: RunConfig, loaded: Loaded, model, examples, info: StepInfo, evals: list[dict], log, out: Path) -> bool:
+    """Evaluate the model as it is at ``info``'s step: append the row to ``evals`` and
+    train_log.jsonl, save checkpoint-best/ when it beats every earlier evaluation.
+
+    Returns:
+        True when ``train.stop_at`` is reached.
+    """
     summary, _ = evaluate_examples(replace(loaded, model=model), examples, f"eval step {info.step}")
-    return {"step": info.step, "examples": info.examples, "seconds": round(info.seconds, 1),
-            "exact_match": summary["exact_match"], "n": summary["n"]}
+    row = {"step": info.step, "examples": info.examples, "seconds": round(info.seconds, 1),
+           "exact_match": summary["exact_match"], "n": summary["n"]}
+    if all(row["exact_match"] > e["exact_match"] for e in evals):
+        save_adapter(model, cfg.adapter.method, out / "checkpoint-best")
+    evals.append(row)
+    log.write(json.dumps({"step": info.step, "eval_exact_match": row["exact_match"], "eval_n": row["n"]}) + "\n")
+    log.flush()
+    tqdm.write(f"step {info.step}: exact match {row['exact_match']:.1%} of {row['n']} held-out")
+    return cfg.train.stop_at is not None and row["exact_match"] >= cfg.train.stop_at
 
 
 def _train(cfg: RunConfig, model, accelerator, loaded: Loaded, data, counts: EncodeCounts, out: Path) -> TrainResult:
@@ -96,7 +112,6 @@ def _train(cfg: RunConfig, model, accelerator, loaded: Loaded, data, counts: Enc
     groups = get_adapter(cfg.adapter.method).param_groups(model, cfg.adapter)
     held_out = data.eval[: cfg.eval.every_examples] if cfg.eval.every_examples else data.eval
     evals: list[dict] = []
-    best = None
     with (out / "train_log.jsonl").open("w", encoding="utf-8") as log:
         steps = train_steps(model, accelerator, loaded.encoder, data.train, cfg.train, cfg.encoding, counts, groups)
         last = None
@@ -109,17 +124,8 @@ def _train(cfg: RunConfig, model, accelerator, loaded: Loaded, data, counts: Enc
             if main and cfg.train.save_every and info.step % cfg.train.save_every == 0 and info.step < cfg.train.max_steps:
                 save_adapter(model, cfg.adapter.method, out / f"checkpoint-{info.step}")
             if cfg.eval.every and info.step % cfg.eval.every == 0 and info.step < cfg.train.max_steps:
-                if main:
-                    row = _evaluate_during(loaded, model, held_out, info)
-                    evals.append(row)
-                    log.write(json.dumps({"step": info.step, "eval_exact_match": row["exact_match"], "eval_n": row["n"]}) + "\n")
-                    log.flush()
-                    tqdm.write(f"step {info.step}: exact match {row['exact_match']:.1%} of {row['n']} held-out")
-                    if best is None or row["exact_match"] > best["exact_match"]:
-                        best = row
-                        save_adapter(model, cfg.adapter.method, out / "checkpoint-best")
-                    if cfg.train.stop_at is not None and row["exact_match"] >= cfg.train.stop_at:
-                        accelerator.set_trigger()
+                if main and _evaluate_during(cfg, loaded, model, held_out, info, evals, log, out):
+                    accelerator.set_trigger()
                 if accelerator.check_trigger():  # every process stops at the same step
                     stopped = True
                     steps.close()
@@ -130,7 +136,7 @@ def _train(cfg: RunConfig, model, accelerator, loaded: Loaded, data, counts: Enc
     if stopped and main:
         tqdm.write(f"train.stop_at={cfg.train.stop_at} reached at step {last.step}: "
                    f"exact match {evals[-1]['exact_match']:.1%} of {evals[-1]['n']}")
-    return TrainResult(last, evals, best, stopped)
+    return TrainResult(last, evals, stopped)
 
 
 def finetune(cfg: RunConfig) -> dict:

@@ -83,8 +83,9 @@ def supervised_loss_sum(model, batch: dict[str, torch.Tensor], share_prefix: boo
     targets = labels[:, 1:][keep[:, :-1]]
     inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
     rows = labels.shape[0]
+    to_keep = _accepts_logits_to_keep(model)
     start = shared_prefix_length(batch, keep) if share_prefix and rows > 1 else 0
-    if start >= MIN_SHARED_PREFIX and _accepts_logits_to_keep(model):
+    if start >= MIN_SHARED_PREFIX and to_keep:
         cache = _prefix_cache(model, batch["input_ids"][:1, :start], rows)
         if cache is not None:
             logits = model(
@@ -95,7 +96,7 @@ def supervised_loss_sum(model, batch: dict[str, torch.Tensor], share_prefix: boo
                 **{_cache_arg(model): cache},
             ).logits
             return F.cross_entropy(logits.float(), targets, reduction="sum")
-    if _accepts_logits_to_keep(model):
+    if to_keep:
         logits = model(**inputs, logits_to_keep=keep).logits  # (N, V), N = supervised tokens
     else:
         logits = model(**inputs).logits[keep]
