@@ -33,6 +33,8 @@ __all__ = [
     "EncodingConfig",
     "LoraConfig",
     "AdapterConfig",
+    "FreezeConfig",
+    "PrefixConfig",
     "TrainConfig",
     "EvalConfig",
     "GenerateConfig",
@@ -136,12 +138,45 @@ class LoraConfig:
     Blocks below the lowest adapted one need no backward pass, so a step gets cheaper."""
 
 
+FREEZE_EXTRA = ("norm", "lm_head")
+"""Modules outside the blocks that ``adapter.freeze.extra`` can add."""
+
+
+@dataclass(frozen=True)
+class FreezeConfig:
+    layers: int = 2
+    """Blocks to train: n > 0 the last n (as the tutorial), n < 0 the first |n|."""
+    modules: Literal["mlp", "attention", "all"] = "mlp"
+    """Part of each chosen block that trains: mlp (the tutorial's choice), attention, or
+    all (both and the block's norms)."""
+    extra: list[str] = field(default_factory=list)
+    """Modules outside the blocks that train too: "norm" (the final norm), "lm_head"
+    (the output projection; with tied embeddings, as SmolLM2, the input embedding too)."""
+
+
+@dataclass(frozen=True)
+class PrefixConfig:
+    pre_seq_len: int = 16
+    """Virtual tokens: trained keys and values put before every sequence in every layer."""
+    prefix_projection: bool = False
+    """Reparameterise the prefix through an MLP (embedding -> Linear -> Tanh -> Linear to
+    layers x 2 x kv width), as ChatGLM-6B's PrefixEncoder; false: train the keys and
+    values directly. The saved adapter holds the computed keys and values either way."""
+    encoder_hidden_size: int = 512
+    """Hidden width of that MLP."""
+
+
 @dataclass(frozen=True)
 class AdapterConfig:
-    method: Literal["lora"] = "lora"
-    """Fine-tuning method."""
+    method: Literal["lora", "prefix", "freeze", "full"] = "lora"
+    """Fine-tuning method: lora (PEFT), prefix (P-Tuning v2, PEFT prefix tuning), freeze
+    (the last blocks' weights), full (every weight)."""
     lora: LoraConfig = field(default_factory=LoraConfig)
     """Settings for method: lora."""
+    prefix: PrefixConfig = field(default_factory=PrefixConfig)
+    """Settings for method: prefix."""
+    freeze: FreezeConfig = field(default_factory=FreezeConfig)
+    """Settings for method: freeze."""
 
 
 @dataclass(frozen=True)
@@ -339,6 +374,14 @@ def _validate(cfg: RunConfig) -> list[str]:
         p.append(f"train.batch_size ({t.batch_size}) must be a positive multiple of train.grad_accum ({t.grad_accum})")
     if t.lr <= 0:
         p.append(f"train.lr: must be positive, got {t.lr}")
+    if cfg.adapter.prefix.pre_seq_len < 1 or cfg.adapter.prefix.encoder_hidden_size < 1:
+        p.append("adapter.prefix.pre_seq_len and encoder_hidden_size must be at least 1")
+    fz = cfg.adapter.freeze
+    if fz.layers == 0:
+        p.append("adapter.freeze.layers: the last n blocks (n > 0) or the first |n| (n < 0), not 0")
+    unknown = sorted(set(fz.extra) - set(FREEZE_EXTRA))
+    if unknown:
+        p.append(f"adapter.freeze.extra: unknown module(s) {unknown}; valid: {', '.join(FREEZE_EXTRA)}")
     layers = cfg.adapter.lora.layers
     if isinstance(layers, int) and layers < 1 or isinstance(layers, list) and (not layers or min(layers) < 0):
         p.append(f"adapter.lora.layers: a count of last blocks >= 1 or a non-empty list of block indices >= 0, got {layers!r}")

@@ -5,11 +5,11 @@ The registry below is the one place that knows the method names.
 
 from types import ModuleType
 
-from tasktune.adapters import lora
+from tasktune.adapters import freeze, full, lora, prefix
 
 __all__ = ["ADAPTERS", "get_adapter"]
 
-ADAPTERS: dict[str, ModuleType] = {"lora": lora}
+ADAPTERS: dict[str, ModuleType] = {"lora": lora, "prefix": prefix, "freeze": freeze, "full": full}
 
 
 def get_adapter(method: str) -> ModuleType:

@@ -69,6 +69,22 @@ def _train_figures(last: StepInfo) -> dict:
     }
 
 
+def _footprint(model, saved: Path) -> dict:
+    """Trainable and total parameters, the saved adapter's size, and this process's peak
+    resident memory so far (the whole run: load, evaluation, training)."""
+    import resource
+    import sys
+
+    params = {id(p): p for p in model.parameters()}.values()  # tied tensors once
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    return {
+        "trainable_parameters": sum(p.numel() for p in params if p.requires_grad),
+        "total_parameters": sum(p.numel() for p in params),
+        "adapter_mib": round(sum(f.stat().st_size for f in saved.iterdir()) / 2**20, 2),
+        "peak_rss_mib": round(peak / (2**20 if sys.platform == "darwin" else 2**10), 1),
+    }
+
+
 @dataclass
 class TrainResult:
     """What the training loop leaves: the last step, the in-training evaluations, and
@@ -180,7 +196,7 @@ def finetune(cfg: RunConfig) -> dict:
     model = accelerator.unwrap_model(model)
     if not main:
         return {}
-    save_adapter(model, cfg.adapter.method, out / "adapter")
+    saved = save_adapter(model, cfg.adapter.method, out / "adapter")
 
     timing["train"] = last.seconds
     loaded.model = model
@@ -188,6 +204,7 @@ def finetune(cfg: RunConfig) -> dict:
     metrics["final"], rows = evaluate_examples(loaded, data.eval, "eval tuned")
     metrics["by_category"] = merge_categories(metrics.get("base"), metrics["final"])
     metrics["train"] = _train_figures(last)
+    metrics["train"].update(_footprint(model, saved))
     if result.evals:
         metrics["evals"] = result.evals
         metrics["best"] = {**result.best, "checkpoint": "checkpoint-best"}

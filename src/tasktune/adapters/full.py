@@ -1,0 +1,33 @@
+"""Full fine-tuning: every weight of the model trains."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tasktune.adapters.weights import load_trained, save_trained, trainable_groups
+from tasktune.config import AdapterConfig
+
+__all__ = ["apply", "param_groups", "save", "load"]
+
+METHOD = "full"
+
+
+def apply(model, cfg: AdapterConfig):
+    """Make every parameter trainable; returns ``model`` itself."""
+    model.requires_grad_(True)
+    return model
+
+
+def param_groups(model, cfg: AdapterConfig) -> list[dict]:
+    """One group: every weight at the scheduled learning rate."""
+    return trainable_groups(model)
+
+
+def save(model, directory: str | Path) -> None:
+    """Every weight (tied ones once) as ``adapter_model.safetensors``."""
+    save_trained(model, directory, {"tasktune_method": METHOD})
+
+
+def load(model, directory: str | Path):
+    """The saved weights copied onto a freshly loaded base, for inference."""
+    return load_trained(model, directory, METHOD)
