@@ -250,6 +250,10 @@ class RunConfig:
     """Bundled name (smollm2-135m), a local Hugging Face folder, a .gguf file, or a cached hub id."""
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     """Weight dtype; auto: float32 on CPU, bfloat16 (or float16) on a GPU."""
+    quantization: Literal["none", "int8", "int4"] = "none"
+    """Quantize the base's block linear layers. CUDA: bitsandbytes int8 or NF4 (double
+    quantization), for inference and for lora/prefix training on top (QLoRA). CPU: int8
+    weight-only (torchao) for eval, predict and chat; int4 and training need CUDA."""
     trust_remote_code: bool = False
     """Run Python code shipped with the model (off unless you trust the source)."""
     seed: int = 0

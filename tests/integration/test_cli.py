@@ -92,6 +92,31 @@ def test_predict_matches_eval_predictions(llama_run: Path, tmp_path: Path):
     assert [g["input"] for g in got] == [r["input"] for r in rows[:5]]
 
 
+def test_predict_on_an_int8_base(llama_run: Path, tmp_path: Path):
+    src = tmp_path / "in.jsonl"
+    src.write_text('{"prompt": "12+34="}\n{"prompt": "56-7="}\n')
+    dst = tmp_path / "out.jsonl"
+    result = tasktune("predict", "--run", str(llama_run), "--input", str(src), "--output", str(dst), "quantization=int8")
+    assert result.returncode == 0, result.stderr
+    assert "Failed to load" not in result.stderr  # torchao's CUDA-kernel noise is silenced
+    assert len(dst.read_text().splitlines()) == 2
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["quantization=int4"], "quantization=int4 needs a CUDA GPU"),
+        (["quantization=int8"], "training on a quantized base needs a CUDA GPU"),
+        (["quantization=int8", "adapter.method=full"], "trains the base's own weights"),
+    ],
+)
+def test_quantized_training_that_cannot_work_fails_before_loading(tiny_model_dirs, tmp_path, overrides, message):
+    result = tasktune("train", str(CONFIG), f"model={tiny_model_dirs['llama']}", f"output_dir={tmp_path / 'r'}", *overrides)
+    assert result.returncode == 1
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert "base exact match" not in result.stdout  # nothing was loaded or evaluated
+
+
 def test_eval_prints_base_and_tuned(llama_run: Path):
     result = tasktune("eval", "--run", str(llama_run))
     assert result.returncode == 0, result.stderr

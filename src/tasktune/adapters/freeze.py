@@ -10,7 +10,10 @@ import torch
 from tasktune.adapters.weights import load_trained, save_trained, trainable_groups
 from tasktune.config import AdapterConfig, FreezeConfig
 
-__all__ = ["apply", "param_groups", "save", "load", "trained_modules"]
+__all__ = ["apply", "param_groups", "save", "load", "trained_modules", "TRAINS_BASE"]
+
+TRAINS_BASE = True
+"""True: the base's own weights train (so the base cannot be quantized)."""
 
 METHOD = "freeze"
 # Child names of a decoder block, per part, across the architectures transformers ships

@@ -7,7 +7,10 @@ from pathlib import Path
 from tasktune.adapters.weights import load_trained, save_trained, trainable_groups
 from tasktune.config import AdapterConfig
 
-__all__ = ["apply", "param_groups", "save", "load"]
+__all__ = ["apply", "param_groups", "save", "load", "TRAINS_BASE"]
+
+TRAINS_BASE = True
+"""True: the base's own weights train (so the base cannot be quantized)."""
 
 METHOD = "full"
 

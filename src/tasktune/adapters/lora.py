@@ -8,7 +8,10 @@ import torch
 
 from tasktune.config import AdapterConfig
 
-__all__ = ["apply", "param_groups", "save", "load"]
+__all__ = ["apply", "param_groups", "save", "load", "TRAINS_BASE"]
+
+TRAINS_BASE = False
+"""False: the base stays frozen (it may be quantized: QLoRA)."""
 
 
 def apply(model, cfg: AdapterConfig):

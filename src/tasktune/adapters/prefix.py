@@ -30,7 +30,10 @@ import torch
 
 from tasktune.config import AdapterConfig
 
-__all__ = ["apply", "param_groups", "save", "load", "PrefixEncoder"]
+__all__ = ["apply", "param_groups", "save", "load", "PrefixEncoder", "TRAINS_BASE"]
+
+TRAINS_BASE = False
+"""False: the base stays frozen (it may be quantized: QLoRA)."""
 
 WEIGHTS_NAME = "adapter_model.safetensors"
 CONFIG_NAME = "adapter_config.json"

@@ -39,12 +39,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", required=True, help="run folder")
     p.add_argument("--input", required=True, help='JSONL rows {"prompt": ...} or alpaca rows')
     p.add_argument("--output", required=True, help="JSONL: each input row plus prediction and input")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. quantization=int8")
 
     p = sub.add_parser("chat", help="interactive, streaming, multi-turn chat")
     who = p.add_mutually_exclusive_group(required=True)
     who.add_argument("--run", help="run folder")
     who.add_argument("--model", help="a base model alone (bundled name, folder or .gguf)")
     p.add_argument("--max-new-tokens", type=int, default=None, help="cap per answer (default: the run's, else 256)")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. quantization=int8")
 
     p = sub.add_parser("data", help="check or preview data")
     dsub = p.add_subparsers(dest="data_command", required=True)
@@ -82,10 +84,10 @@ def run(args: argparse.Namespace) -> int:
     elif args.command == "eval":
         recipes.evaluate_run(args.run, args.overrides)
     elif args.command == "predict":
-        n = recipes.predict(args.run, args.input, args.output)
+        n = recipes.predict(args.run, args.input, args.output, args.overrides)
         print(f"wrote {n} predictions to {args.output}")
     elif args.command == "chat":
-        recipes.chat(args.run, args.model, args.max_new_tokens)
+        recipes.chat(args.run, args.model, args.max_new_tokens, args.overrides)
     elif args.command == "data" and args.data_command == "check":
         problems = recipes.check_data(args.file, args.format, _columns(args.column))
         for line in problems:

@@ -1,5 +1,6 @@
-"""Stage 3, model: find and load base weights and tokenizer; dtype."""
+"""Stage 3, model: find and load base weights and tokenizer; dtype, quantization."""
 
 from tasktune.model.load import ModelSource, load_model, load_tokenizer, pick_dtype, resolve_model
+from tasktune.model.quantize import check_quantization
 
-__all__ = ["ModelSource", "resolve_model", "pick_dtype", "load_tokenizer", "load_model"]
+__all__ = ["ModelSource", "resolve_model", "pick_dtype", "load_tokenizer", "load_model", "check_quantization"]

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from tasktune.constants import BUNDLED_MODELS
+from tasktune.model.quantize import bnb_config, quantize_cpu
 
 __all__ = ["ModelSource", "resolve_model", "pick_dtype", "load_tokenizer", "load_model"]
 
@@ -110,20 +111,33 @@ def load_tokenizer(source: ModelSource, trust_remote_code: bool = False):
         return AutoTokenizer.from_pretrained(source.path, **_offline_kwargs(source, trust_remote_code))
 
 
-def load_model(source: ModelSource, dtype: torch.dtype, trust_remote_code: bool = False):
-    """Causal LM weights in ``dtype`` on the CPU (the train/generate stages place them).
+def load_model(
+    source: ModelSource,
+    dtype: torch.dtype,
+    trust_remote_code: bool = False,
+    quantization: str = "none",
+    device: torch.device | None = None,
+):
+    """Causal LM weights in ``dtype``, on the CPU unless quantized for CUDA (bitsandbytes
+    places the weights on ``device`` as it loads them); see :mod:`tasktune.model.quantize`.
 
     GGUF weights are de-quantized on load (a Q4_1 file becomes ``dtype`` tensors).
+    Call :func:`~tasktune.model.quantize.check_quantization` first: it fails before
+    any loading for combinations that cannot work.
     """
     from transformers import AutoModelForCausalLM
     from transformers.utils import logging as hf_logging
 
+    device = device or torch.device("cpu")
+    kwargs = _offline_kwargs(source, trust_remote_code)
+    if quantization != "none" and device.type == "cuda":
+        kwargs.update(quantization_config=bnb_config(quantization, dtype), device_map={"": device})
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
     try:
-        model = AutoModelForCausalLM.from_pretrained(
-            source.path, dtype=dtype, **_offline_kwargs(source, trust_remote_code)
-        )
+        model = AutoModelForCausalLM.from_pretrained(source.path, dtype=dtype, **kwargs)
     finally:
         hf_logging.set_verbosity(verbosity)
+    if quantization != "none" and device.type != "cuda":
+        model = quantize_cpu(model, quantization)
     return model

@@ -56,11 +56,17 @@ def chat_loop(loaded: Loaded, max_new_tokens: int, out: TextIO = sys.stdout) -> 
         history.append((text, raw))
 
 
-def chat(run_dir: str | Path | None = None, model: str | None = None, max_new_tokens: int | None = None) -> None:
-    """Load a run (or a bare base model) and chat with it on the terminal."""
+def chat(
+    run_dir: str | Path | None = None,
+    model: str | None = None,
+    max_new_tokens: int | None = None,
+    overrides: list[str] | None = None,
+) -> None:
+    """Load a run (or a bare base model) and chat with it on the terminal; ``overrides``
+    change the config for this session (e.g. ``quantization=int8``)."""
     if run_dir is not None:
-        loaded = load_run(run_dir)
+        loaded = load_run(run_dir, overrides)
     else:
-        loaded = load_base(load_config(None, [f"model={model}"] if model else []))
+        loaded = load_base(load_config(None, ([f"model={model}"] if model else []) + list(overrides or [])))
     budget = max_new_tokens or max_new_tokens_for(loaded.cfg, loaded.tokenizer, [])
     chat_loop(loaded, budget)

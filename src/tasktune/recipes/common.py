@@ -14,7 +14,7 @@ from tasktune.data.example import Example
 from tasktune.encoding import ChatEncoder
 from tasktune.eval import is_correct, summarize
 from tasktune.generate import generate_batch
-from tasktune.model import load_model, load_tokenizer, pick_dtype, resolve_model
+from tasktune.model import check_quantization, load_model, load_tokenizer, pick_dtype, resolve_model
 
 __all__ = [
     "Loaded",
@@ -37,13 +37,28 @@ class Loaded:
     encoder: ChatEncoder
 
 
-def load_base(cfg: RunConfig, device: torch.device | None = None) -> Loaded:
-    """Load the configured base model, tokenizer and chat encoder."""
+def load_base(
+    cfg: RunConfig, device: torch.device | None = None, training: bool = False, trains_base: bool = False
+) -> Loaded:
+    """Load the configured base model, tokenizer and chat encoder.
+
+    Args:
+        cfg: The run's configuration.
+        device: Where the model runs (default: CPU).
+        training: The base will be trained through; with ``trains_base``, whether the
+            method updates its own weights. Both decide which quantization can work.
+
+    Raises:
+        ValueError: ``cfg.quantization`` cannot work so (raised before anything loads).
+    """
     device = device or torch.device("cpu")
+    check_quantization(cfg.quantization, device, training, trains_base)
     source = resolve_model(cfg.model)
     tokenizer = load_tokenizer(source, cfg.trust_remote_code)
     encoder = ChatEncoder(tokenizer, cfg.encoding.template, cfg.encoding.system_prompt)
-    model = load_model(source, pick_dtype(cfg.dtype, device), cfg.trust_remote_code).to(device)
+    model = load_model(source, pick_dtype(cfg.dtype, device), cfg.trust_remote_code, cfg.quantization, device)
+    if cfg.quantization == "none" or device.type != "cuda":  # bitsandbytes placed it already
+        model = model.to(device)
     model.eval()
     return Loaded(cfg, model, tokenizer, encoder)
 

@@ -173,7 +173,8 @@ def finetune(cfg: RunConfig) -> dict:
     data = build_datasets(cfg.data, cfg.eval.max_examples, cfg.eval.seed, cfg.seed + accelerator.process_index)
     if data.skipped_rows:
         say(f"skipped {len(data.skipped_rows)} bad row(s) (data.file.on_bad_row: skip), first: {data.skipped_rows[0]}")
-    loaded: Loaded = load_base(cfg, accelerator.device)
+    adapter = get_adapter(cfg.adapter.method)
+    loaded: Loaded = load_base(cfg, accelerator.device, training=True, trains_base=adapter.TRAINS_BASE)
     timing["load"] = time.perf_counter() - start
     # Resolve the generation budget once, so predict/chat/eval of this run use the same.
     budget = max_new_tokens_for(cfg, loaded.tokenizer, data.eval)
@@ -187,7 +188,6 @@ def finetune(cfg: RunConfig) -> dict:
         say(f"base exact match: {metrics['base']['exact_match']:.1%} of {metrics['base']['n']}")
     timing["base_eval"] = time.perf_counter() - clock
 
-    adapter = get_adapter(cfg.adapter.method)
     model = adapter.apply(loaded.model, cfg.adapter)
     counts = EncodeCounts()
     result = _train(cfg, model, accelerator, loaded, data, counts, out)

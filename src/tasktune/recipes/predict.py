@@ -40,15 +40,18 @@ def read_prompts(path: str | Path) -> list[tuple[dict, Example]]:
     return out
 
 
-def predict(run_dir: str | Path, input_path: str | Path, output_path: str | Path) -> int:
+def predict(
+    run_dir: str | Path, input_path: str | Path, output_path: str | Path, overrides: list[str] | None = None
+) -> int:
     """Answer every prompt of ``input_path`` with the run's model; returns the row count.
 
     Each output row is the input row plus ``prediction`` (as a person should see it,
     e.g. reversed digits put back) and ``input`` (the fully rendered model input).
+    ``overrides`` change the run's config for this call (e.g. ``quantization=int8``).
     """
     rows = read_prompts(input_path)
     examples = [e for _, e in rows]
-    loaded = load_run(run_dir)
+    loaded = load_run(run_dir, overrides)
     prompts = [loaded.encoder.prompt_ids(e) for e in examples]
     budget = max_new_tokens_for(loaded.cfg, loaded.tokenizer, [])
     outputs = generate_batch(
