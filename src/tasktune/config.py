@@ -164,6 +164,10 @@ class PrefixConfig:
     values directly. The saved adapter holds the computed keys and values either way."""
     encoder_hidden_size: int = 512
     """Hidden width of that MLP."""
+    init: Literal["tokens", "random"] = "tokens"
+    """tokens: start from the keys and values the model itself computes for pre_seq_len
+    vocabulary tokens drawn at random (in-distribution, as Li & Liang's real-word init);
+    random: N(0, 1) values. With prefix_projection the encoder starts at random."""
 
 
 @dataclass(frozen=True)

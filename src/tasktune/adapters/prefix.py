@@ -126,9 +126,29 @@ def apply(model, cfg: AdapterConfig):
     encoder = PrefixEncoder(
         p.pre_seq_len, layers * 2 * kv_heads * head_dim, model.config.hidden_size, p.prefix_projection, p.encoder_hidden_size
     ).to(torch.float32 if torch_dtype in (torch.float16, torch.bfloat16) else torch_dtype)
+    if p.init == "tokens" and not p.prefix_projection:
+        with torch.no_grad():
+            encoder.embedding.weight.copy_(_token_values(model, p.pre_seq_len))
     model = _attach(model, encoder)
     model.prefix_encoder.requires_grad_(True)
     return model
+
+
+@torch.no_grad()
+def _token_values(model, length: int) -> torch.Tensor:
+    """Keys and values the model computes for ``length`` random vocabulary tokens (seeded),
+    in the prefix layout (P, layers * 2 * kv width): the model starts as if a short
+    stretch of real text preceded every sequence, at positions 0..P-1 as the prefix."""
+    ids = torch.randint(0, model.config.vocab_size, (1, length), generator=torch.Generator().manual_seed(0))
+    out = model(input_ids=ids.to(next(model.parameters()).device), use_cache=True, logits_to_keep=1)
+    cache = getattr(out, "cache", None) or out.past_key_values
+    layers, kv_heads, head_dim = _shape(model.config)
+    rows = []
+    for layer in range(layers):
+        keys, values = cache.layers[layer].keys, cache.layers[layer].values  # (1, H, P, D)
+        rows.append(torch.stack([keys[0], values[0]]))  # (2, H, P, D)
+    kv = torch.stack(rows)  # (L, 2, H, P, D) -> (P, L, 2, H, D)
+    return kv.permute(3, 0, 1, 2, 4).reshape(length, -1).float()
 
 
 def param_groups(model, cfg: AdapterConfig) -> list[dict]:

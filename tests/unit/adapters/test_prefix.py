@@ -97,3 +97,18 @@ def test_shared_prefix_loss_and_gradients_are_unchanged_with_a_prefix(tiny_model
     assert plain_grads.keys() == grads.keys() == {"prefix_encoder.embedding.weight"}
     for name, g in plain_grads.items():
         assert torch.allclose(grads[name], g, rtol=1e-4, atol=1e-6), name
+
+
+@pytest.mark.parametrize("arch", ["llama", "glm4"])
+def test_token_init_starts_as_if_real_tokens_preceded_every_sequence(arch, tiny_model_dirs, tokenizer):
+    model = _prefixed(tiny_model_dirs[arch])  # init: tokens (the default)
+    ids = torch.randint(0, model.config.vocab_size, (1, 5), generator=torch.Generator().manual_seed(0))
+    prompt = torch.tensor([ChatEncoder(tokenizer, template=template_for(arch)).prompt_ids(Example(prompt="98+83=", response=""))])
+    with torch.no_grad():
+        ours = model(input_ids=prompt).logits
+        reference = _base(tiny_model_dirs[arch])(input_ids=torch.cat([ids, prompt], 1)).logits[:, 5:]
+        random_init = get_adapter("prefix").apply(
+            _base(tiny_model_dirs[arch]), AdapterConfig(method="prefix", prefix=PrefixConfig(pre_seq_len=5, init="random"))
+        )(input_ids=prompt).logits
+    assert torch.allclose(ours, reference, atol=1e-5, rtol=0)
+    assert not torch.allclose(random_init, reference, atol=1e-3)
