@@ -94,3 +94,22 @@ def arch(request) -> str:
 def template_for(arch: str) -> str | None:
     """The encoding.template each tiny model needs (GLM ships none)."""
     return "chatglm" if arch.startswith("glm") else None
+
+
+def load_distinct(folder) -> torch.nn.Module:
+    """The tiny model in ``folder`` with its block matrices re-drawn at std 0.3 (seeded).
+
+    At HF's init (std 0.02) the layers barely move the residual stream, so the tied-
+    embedding llama greedily repeats its last input token (a newline) for every prompt:
+    all outputs would be the same empty string and comparisons of generated text would
+    prove nothing. With these weights greedy outputs differ from prompt to prompt.
+    """
+    from tasktune.model import load_model, resolve_model
+
+    model = load_model(resolve_model(str(folder)), torch.float32)
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.startswith("model.layers.") and p.dim() == 2:
+                p.normal_(0.0, 0.3, generator=g)
+    return model

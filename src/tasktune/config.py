@@ -173,8 +173,8 @@ class PrefixConfig:
 @dataclass(frozen=True)
 class AdapterConfig:
     method: Literal["lora", "prefix", "freeze", "full"] = "lora"
-    """Fine-tuning method: lora (PEFT), prefix (P-Tuning v2, PEFT prefix tuning), freeze
-    (the last blocks' weights), full (every weight)."""
+    """Fine-tuning method: lora (PEFT), prefix (P-Tuning v2; saved in PEFT's format),
+    freeze (some blocks' own weights), full (every weight)."""
     lora: LoraConfig = field(default_factory=LoraConfig)
     """Settings for method: lora."""
     prefix: PrefixConfig = field(default_factory=PrefixConfig)

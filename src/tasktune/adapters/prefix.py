@@ -22,12 +22,14 @@ and values as ``prompt_embeddings``), so stock ``peft.PeftModel.from_pretrained`
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 from pathlib import Path
 
 import torch
 
+from tasktune.adapters.weights import trainable_groups
 from tasktune.config import AdapterConfig
 
 __all__ = ["apply", "param_groups", "save", "load", "PrefixEncoder", "TRAINS_BASE"]
@@ -68,8 +70,9 @@ class PrefixEncoder(torch.nn.Module):
         return self.transform(values) if self.transform is not None else values
 
 
-def _hook(model, args: tuple, kwargs: dict):
-    """Forward pre-hook: prefix into the cache, mask grown, positions from the mask."""
+def _hook(name: str, model, args: tuple, kwargs: dict):
+    """Forward pre-hook: prefix into the cache, mask grown, positions from the mask.
+    ``name`` is the forward argument that takes the cache."""
     ids = kwargs.get("input_ids")
     if ids is None:
         ids = kwargs.get("inputs_embeds")
@@ -78,7 +81,6 @@ def _hook(model, args: tuple, kwargs: dict):
     rows, new = ids.shape[:2]
     encoder: PrefixEncoder = model.prefix_encoder
     length = encoder.embedding.num_embeddings
-    name = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
     cache = kwargs.get(name)
     if cache is None or cache.get_seq_length() == 0:
         from transformers import DynamicCache
@@ -108,7 +110,9 @@ def _attach(model, encoder: PrefixEncoder):
     model.requires_grad_(False)
     param = next(model.parameters())
     model.prefix_encoder = encoder.to(device=param.device)
-    model.register_forward_pre_hook(_hook, with_kwargs=True)
+    # `cache` since transformers 5.2x, `past_key_values` before: looked up once, not per call.
+    name = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+    model.register_forward_pre_hook(functools.partial(_hook, name), with_kwargs=True)
     return model
 
 
@@ -153,7 +157,7 @@ def _token_values(model, length: int) -> torch.Tensor:
 
 def param_groups(model, cfg: AdapterConfig) -> list[dict]:
     """One group: the prefix (and its encoder) at the scheduled learning rate."""
-    return [{"params": [p for p in model.parameters() if p.requires_grad], "lr_scale": 1.0}]
+    return trainable_groups(model)
 
 
 def save(model, directory: str | Path) -> None:

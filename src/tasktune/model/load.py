@@ -118,8 +118,8 @@ def load_model(
     quantization: str = "none",
     device: torch.device | None = None,
 ):
-    """Causal LM weights in ``dtype``, on the CPU unless quantized for CUDA (bitsandbytes
-    places the weights on ``device`` as it loads them); see :mod:`tasktune.model.quantize`.
+    """Causal LM weights in ``dtype`` on ``device`` (default: CPU); quantized for CUDA,
+    bitsandbytes places them as it loads them. See :mod:`tasktune.model.quantize`.
 
     GGUF weights are de-quantized on load (a Q4_1 file becomes ``dtype`` tensors).
     Call :func:`~tasktune.model.quantize.check_quantization` first: it fails before
@@ -138,6 +138,8 @@ def load_model(
         model = AutoModelForCausalLM.from_pretrained(source.path, dtype=dtype, **kwargs)
     finally:
         hf_logging.set_verbosity(verbosity)
-    if quantization != "none" and device.type != "cuda":
+    if "quantization_config" in kwargs:
+        return model  # already on device
+    if quantization != "none":
         model = quantize_cpu(model, quantization)
-    return model
+    return model.to(device)

@@ -57,8 +57,6 @@ def load_base(
     tokenizer = load_tokenizer(source, cfg.trust_remote_code)
     encoder = ChatEncoder(tokenizer, cfg.encoding.template, cfg.encoding.system_prompt)
     model = load_model(source, pick_dtype(cfg.dtype, device), cfg.trust_remote_code, cfg.quantization, device)
-    if cfg.quantization == "none" or device.type != "cuda":  # bitsandbytes placed it already
-        model = model.to(device)
     model.eval()
     return Loaded(cfg, model, tokenizer, encoder)
 

@@ -7,7 +7,7 @@ import json
 
 import pytest
 import torch
-from conftest import template_for
+from conftest import load_distinct, template_for
 from safetensors.torch import load_file
 
 from tasktune.adapters import ADAPTERS, get_adapter
@@ -17,7 +17,6 @@ from tasktune.data import build_datasets
 from tasktune.data.example import Example
 from tasktune.encoding import ChatEncoder, pad_left
 from tasktune.generate import generate_batch
-from tasktune.model import load_model, resolve_model
 from tasktune.train import EncodeCounts, make_accelerator, train_steps
 
 METHODS = {
@@ -31,15 +30,7 @@ PROMPTS = ["1+1=", "98+83=", "12345-678=", "3-8=", "What is 12 times 12?", "å£ç
 
 
 def _base(folder):
-    """The tiny model with its block matrices re-drawn at std 0.3 (seeded), so that
-    greedy outputs differ from prompt to prompt and comparisons have teeth."""
-    model = load_model(resolve_model(str(folder)), torch.float32)
-    g = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.startswith("model.layers.") and p.dim() == 2:
-                p.normal_(0.0, 0.3, generator=g)
-    return model
+    return load_distinct(folder)
 
 
 def _train(model, encoder, steps: int = 2) -> None:

@@ -8,7 +8,7 @@ from itertools import islice
 import peft
 import pytest
 import torch
-from conftest import template_for
+from conftest import load_distinct, template_for
 
 from tasktune.adapters import get_adapter
 from tasktune.checkpoint import save_adapter
@@ -17,20 +17,13 @@ from tasktune.data import build_datasets
 from tasktune.data.example import Example
 from tasktune.encoding import ChatEncoder, pad_right
 from tasktune.generate import generate_batch
-from tasktune.model import load_model, resolve_model
 from tasktune.train import supervised_loss_sum
 
 PREFIX = AdapterConfig(method="prefix", prefix=PrefixConfig(pre_seq_len=5))
 
 
 def _base(folder):
-    model = load_model(resolve_model(str(folder)), torch.float32)
-    g = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.startswith("model.layers.") and p.dim() == 2:
-                p.normal_(0.0, 0.3, generator=g)
-    return model.eval()
+    return load_distinct(folder).eval()
 
 
 def _prefixed(folder, seed: int = 0):

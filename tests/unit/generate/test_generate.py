@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import template_for
+from conftest import load_distinct, template_for
 
 from tasktune.data.example import Example
 from tasktune.encoding import ChatEncoder
 from tasktune.generate import generate_batch, stream_generate
-from tasktune.model import load_model, resolve_model
 
 # Ten prompts of different lengths: with batch_size 8, two left-padded batches.
 PROMPTS = [
@@ -32,20 +31,9 @@ _MODELS: dict[str, torch.nn.Module] = {}
 
 @pytest.fixture
 def model(arch, tiny_model_dirs):
-    """The tiny model with its decoder matrices re-drawn at std 0.3 (seeded).
-
-    At HF's init (std 0.02) the layers barely move the residual stream, so the tied-
-    embedding llama greedily repeats its last input token (a newline) for every prompt: all
-    outputs would be the same empty string and the comparisons below would prove nothing.
-    """
+    """The tiny model with distinct greedy outputs per prompt (conftest.load_distinct)."""
     if arch not in _MODELS:
-        m = load_model(resolve_model(str(tiny_model_dirs[arch])), torch.float32).eval()
-        g = torch.Generator().manual_seed(0)
-        with torch.no_grad():
-            for name, p in m.named_parameters():
-                if name.startswith("model.layers.") and p.dim() == 2:
-                    p.normal_(0.0, 0.3, generator=g)
-        _MODELS[arch] = m
+        _MODELS[arch] = load_distinct(tiny_model_dirs[arch]).eval()
     return _MODELS[arch]
 
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import template_for
+from conftest import load_distinct, template_for
 
 from tasktune.config import load_config
 from tasktune.data.example import Example
 from tasktune.encoding import ChatEncoder, pad_left
 from tasktune.generate import generate_batch
-from tasktune.model import check_quantization, load_model, resolve_model
+from tasktune.model import check_quantization
+from tasktune.model.quantize import quantize_cpu
 
 CPU = torch.device("cpu")
 CUDA = torch.device("cuda")
@@ -33,19 +34,8 @@ def test_combinations_that_cannot_work_fail_before_loading():
 
 
 def test_cpu_int8_quantizes_the_block_linears_and_generation_stays_consistent(tiny_model_dirs, tokenizer):
-    source = resolve_model(str(tiny_model_dirs["glm4"]))
-    full = load_model(source, torch.float32).eval()
-    g = torch.Generator().manual_seed(0)
-    with torch.no_grad():  # distinct outputs per prompt (see test_generate)
-        for name, p in full.named_parameters():
-            if name.startswith("model.layers.") and p.dim() == 2:
-                p.normal_(0.0, 0.3, generator=g)
-    state = {k: v.clone() for k, v in full.state_dict().items()}
-    quant = load_model(source, torch.float32)
-    quant.load_state_dict(state)
-    from tasktune.model.quantize import quantize_cpu
-
-    quant = quantize_cpu(quant, "int8").eval()
+    full = load_distinct(tiny_model_dirs["glm4"]).eval()
+    quant = quantize_cpu(load_distinct(tiny_model_dirs["glm4"]), "int8").eval()  # the same seeded weights
     kinds = {name: type(m.weight).__name__ for name, m in quant.named_modules() if isinstance(m, torch.nn.Linear)}
     head = next(n for n, m in quant.named_modules() if m is quant.get_output_embeddings())
     assert kinds.pop(head) == "Parameter"  # the output head keeps its dtype
