@@ -93,6 +93,14 @@ class FileDataConfig:
     """Column mapping onto instruction/input/output/system/history, e.g. {instruction: question, output: answer}."""
     on_bad_row: Literal["error", "skip"] = "error"
     """error: stop at the first bad row with its file and row; skip: count and report skipped rows."""
+    answer: Literal["auto", "text"] = "auto"
+    """auto: a row whose output is one number (8.4, Math23K's ((1)/(3)), 40%), or ends with
+    GSM8K's `#### N`, or has a \\boxed{...}, is checked by the value of that answer (read
+    from the model's reply the same way); other rows by their text. text: every row by text.
+    ROUGE/BLEU are reported for every row either way."""
+    sample: int | None = None
+    """Use this many rows of `path`, drawn at random (seeded by `eval.seed`) before the held-out
+    split, for data sets too large for the machine; null: every row."""
 
 
 @dataclass(frozen=True)
@@ -204,6 +212,10 @@ class TrainConfig:
     """Decay after warm-up."""
     weight_decay: float = 0.0
     """AdamW weight decay."""
+    adam_beta1: float = 0.9
+    """AdamW first-moment decay (as in Hugging Face TrainingArguments)."""
+    adam_beta2: float = 0.999
+    """AdamW second-moment decay."""
     max_grad_norm: float = 1.0
     """Gradient clipping norm (0: off)."""
     save_every: int = 0
@@ -215,8 +227,9 @@ class TrainConfig:
     threads: int | None = None
     """CPU threads for torch; null: all cores."""
     stop_at: float | None = None
-    """End training as soon as an in-training evaluation (eval.every) reaches this exact
-    match, e.g. 0.99; null: train to max_steps / max_minutes."""
+    """End training as soon as an in-training evaluation (eval.every) reaches this value of
+    eval.metric: exact match as a share (0.99), ROUGE/BLEU x 100 (e.g. 40); null: train to
+    max_steps / max_minutes."""
     share_prefix: bool = True
     """Run the tokens every row of a batch starts with (the chat template's opening, a
     fixed system prompt) once per batch instead of once per row; same loss and
@@ -238,12 +251,25 @@ class EvalConfig:
     the best of these is saved as checkpoint-best/. Not counted as training time."""
     every_examples: int | None = None
     """Held-out examples used by the in-training evaluations (the first N); null: all."""
+    metric: Literal["auto", "exact_match", "rouge-1", "rouge-2", "rouge-l", "bleu-4"] = "auto"
+    """The figure that picks checkpoint-best/, that train.stop_at is compared with, and that
+    report.md plots over steps. auto: exact_match when the held-out answers are checked by
+    value (arithmetic, GSM8K, Math23K), else rouge-l. Every figure is reported either way."""
 
 
 @dataclass(frozen=True)
 class GenerateConfig:
     max_new_tokens: int | None = None
     """Cap on generated tokens; null: from the task (longest reference + 8, at most 512)."""
+    do_sample: bool = False
+    """Sample instead of greedy decoding. Off by default so that scores reproduce; when on,
+    the settings below are recorded in report.md."""
+    temperature: float = 0.7
+    """Sampling temperature (do_sample only)."""
+    top_p: float = 0.9
+    """Nucleus sampling mass (do_sample only)."""
+    seed: int = 0
+    """Seed of the sampling (do_sample only): the same seed gives the same answers."""
 
 
 @dataclass(frozen=True)
@@ -382,6 +408,12 @@ def _validate(cfg: RunConfig) -> list[str]:
         p.append(f"train.batch_size ({t.batch_size}) must be a positive multiple of train.grad_accum ({t.grad_accum})")
     if t.lr <= 0:
         p.append(f"train.lr: must be positive, got {t.lr}")
+    g = cfg.generate
+    if g.do_sample and not (g.temperature > 0 and 0 < g.top_p <= 1):
+        p.append(f"generate: temperature must be > 0 and top_p within (0, 1], got {g.temperature} and {g.top_p}")
+    for key in ("adam_beta1", "adam_beta2"):
+        if not 0.0 <= getattr(t, key) < 1.0:
+            p.append(f"train.{key}: must be within [0, 1), got {getattr(t, key)}")
     if cfg.adapter.prefix.pre_seq_len < 1 or cfg.adapter.prefix.encoder_hidden_size < 1:
         p.append("adapter.prefix.pre_seq_len and encoder_hidden_size must be at least 1")
     fz = cfg.adapter.freeze
@@ -393,8 +425,10 @@ def _validate(cfg: RunConfig) -> list[str]:
     layers = cfg.adapter.lora.layers
     if isinstance(layers, int) and layers < 1 or isinstance(layers, list) and (not layers or min(layers) < 0):
         p.append(f"adapter.lora.layers: a count of last blocks >= 1 or a non-empty list of block indices >= 0, got {layers!r}")
-    if t.stop_at is not None and not 0.0 < t.stop_at <= 1.0:
+    if t.stop_at is not None and cfg.eval.metric == "exact_match" and not 0.0 < t.stop_at <= 1.0:
         p.append(f"train.stop_at: an exact match within (0, 1], e.g. 0.99, got {t.stop_at}")
+    if t.stop_at is not None and not 0.0 < t.stop_at <= 100.0:
+        p.append(f"train.stop_at: exact match within (0, 1] (e.g. 0.99) or ROUGE/BLEU within (0, 100], got {t.stop_at}")
     if t.stop_at is not None and cfg.eval.every < 1:
         p.append("train.stop_at: needs evaluations during training; set eval.every (steps), e.g. eval.every=50")
     if cfg.eval.every < 0 or cfg.eval.every_examples is not None and cfg.eval.every_examples < 1:

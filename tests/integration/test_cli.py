@@ -43,7 +43,9 @@ def test_train_writes_the_run_folder(llama_run: Path):
     assert (llama_run / "adapter" / "adapter_model.safetensors").is_file()
     assert (llama_run / "checkpoint-3" / "adapter_model.safetensors").is_file()
     metrics = json.loads((llama_run / "metrics.json").read_text())
-    assert set(metrics["base"]) == {"exact_match", "n"} and metrics["base"]["n"] == 12
+    figures = {"exact_match", "n", "rouge-1", "rouge-2", "rouge-l", "bleu-4"}
+    assert set(metrics["base"]) == figures and metrics["base"]["n"] == 12
+    assert metrics["metric"] == "exact_match"  # arithmetic answers are checked by value
     assert metrics["final"]["n"] == 12
     assert sum(c["n"] for c in metrics["by_category"].values()) == 12
     assert metrics["train"]["steps"] == 6
@@ -51,8 +53,13 @@ def test_train_writes_the_run_folder(llama_run: Path):
         assert metrics["train"][key] > 0
     rows = [json.loads(line) for line in (llama_run / "predictions.jsonl").read_text().splitlines()]
     assert len(rows) == 12
-    assert {"prompt", "input", "prediction", "reference", "correct", "category"} <= set(rows[0])
+    assert {"prompt", "input", "prediction", "reference", "correct", "category", "rouge-l", "bleu-4"} <= set(rows[0])
     assert rows[0]["input"].endswith("<|im_start|>assistant\n")
+    # The report shows both plots, and they are real PNG files.
+    report = (llama_run / "report.md").read_text()
+    for png in ("loss.png", "eval.png"):
+        assert f"]({png})" in report
+        assert (llama_run / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # The resolved config records the generation cap and loads back.
     from tasktune.config import load_config
 
@@ -114,16 +121,36 @@ def test_quantized_training_that_cannot_work_fails_before_loading(tiny_model_dir
     result = tasktune("train", str(CONFIG), f"model={tiny_model_dirs['llama']}", f"output_dir={tmp_path / 'r'}", *overrides)
     assert result.returncode == 1
     assert message in result.stderr and "Traceback" not in result.stderr
-    assert "base exact match" not in result.stdout  # nothing was loaded or evaluated
+    assert "base exact_match" not in result.stdout  # nothing was loaded or evaluated
 
 
-def test_eval_prints_base_and_tuned(llama_run: Path):
-    result = tasktune("eval", "--run", str(llama_run))
+def test_eval_prints_base_and_runs_side_by_side(llama_run: Path, tiny_model_dirs, tmp_path: Path):
+    other = tmp_path / "other_run"
+    trained = tasktune(
+        "train", str(CONFIG), f"model={tiny_model_dirs['llama']}", f"output_dir={other}",
+        "train.max_steps=2", "train.batch_size=4", "eval.max_examples=12", "eval.base=false",
+    )
+    assert trained.returncode == 0, trained.stderr
+    (llama_run / "report.md").unlink()
+    (llama_run / "eval.png").unlink()
+    result = tasktune("eval", "--run", str(llama_run), "--run", str(other))
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert "base" in lines[0] and "tuned" in lines[0]
-    assert any(line.startswith("overall") for line in lines)
-    assert (llama_run / "eval_metrics.json").is_file()
+    header = lines[0].split()
+    assert header == ["base", "tiny_llama", "other_run"]  # one base: both runs tune the same model
+    rows = {line.split()[0]: line.split()[1:] for line in lines[1:] if line and not line.startswith("(")}
+    assert len(rows["exact_match*"]) == 3 and all(v.endswith("%") for v in rows["exact_match*"])
+    assert len(rows["rouge-l"]) == 3 and len(rows["bleu-4"]) == 3
+    assert any(line.startswith("add_int_") for line in lines)  # per category
+    for run in (llama_run, other):
+        saved = json.loads((run / "eval_metrics.json").read_text())
+        assert saved["final"]["n"] == 12 and "base" in saved
+        assert (run / "eval_predictions.jsonl").is_file()
+    # The tuned column equals what the run itself measured: greedy decoding reproduces.
+    trained_metrics = json.loads((llama_run / "metrics.json").read_text())
+    assert json.loads((llama_run / "eval_metrics.json").read_text())["final"]["exact_match"] == trained_metrics["final"]["exact_match"]
+    # eval rewrites the report, plots included.
+    assert "](eval.png)" in (llama_run / "report.md").read_text() and (llama_run / "eval.png").is_file()
 
 
 def test_stop_at_ends_training_once_the_held_out_target_is_met(tiny_model_dirs, tmp_path: Path):
@@ -149,6 +176,7 @@ def test_stop_at_ends_training_once_the_held_out_target_is_met(tiny_model_dirs, 
     log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log if "eval_exact_match" in r] == [e["step"] for e in evals]
     assert "## Evaluations during training" in (out / "report.md").read_text()
+    assert "Training stopped at step" in (out / "report.md").read_text()
 
 
 def test_glm_without_template_trains_with_the_chatglm_template(tiny_model_dirs, tmp_path: Path):
@@ -230,3 +258,11 @@ def test_reversed_answers_are_restored_for_people(tiny_model_dirs, tmp_path: Pat
     assert tasktune("predict", "--run", str(out), "--input", str(src), "--output", str(dst)).returncode == 0
     got = [json.loads(line)["prediction"] for line in dst.read_text().splitlines()]
     assert got == [r["prediction"] for r in rows]
+
+
+def test_a_rouge_scale_stop_at_on_an_exact_match_task_is_refused(tiny_model_dirs, tmp_path: Path):
+    result = tasktune("train", str(CONFIG), f"model={tiny_model_dirs['llama']}", f"output_dir={tmp_path / 'r'}",
+                      "train.stop_at=40", "eval.every=2", "train.max_steps=4", "eval.max_examples=4")
+    assert result.returncode == 1
+    assert "eval.metric is exact_match" in result.stderr and "Traceback" not in result.stderr
+    assert "base exact_match" not in result.stdout  # refused before the model loads

@@ -95,7 +95,14 @@ def test_cross_field_checks():
     with pytest.raises(ConfigError, match=r"train\.stop_at: needs evaluations during training; set eval\.every"):
         load_config(None, ["train.stop_at=0.9"])
     with pytest.raises(ConfigError, match=r"train\.stop_at: an exact match within \(0, 1\]"):
-        load_config(None, ["train.stop_at=99", "eval.every=10"])
+        load_config(None, ["train.stop_at=99", "eval.every=10", "eval.metric=exact_match"])
+    with pytest.raises(ConfigError, match=r"train\.stop_at: exact match within \(0, 1\] \(e\.g\. 0\.99\) or ROUGE/BLEU within \(0, 100\]"):
+        load_config(None, ["train.stop_at=150", "eval.every=10"])
+    assert load_config(None, ["train.stop_at=40", "eval.every=10", "eval.metric=rouge-l"]).train.stop_at == 40
+    with pytest.raises(ConfigError, match=r"train\.adam_beta2: must be within \[0, 1\)"):
+        load_config(None, ["train.adam_beta2=1.0"])
+    with pytest.raises(ConfigError, match=r"generate: temperature must be > 0"):
+        load_config(None, ["generate.do_sample=true", "generate.temperature=0"])
 
 
 def test_malformed_override_and_yaml(tmp_path):

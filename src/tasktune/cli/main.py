@@ -31,8 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config", help="YAML config (see `tasktune config`)")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. train.max_steps=100 output_dir=runs/x")
 
-    p = sub.add_parser("eval", help="base vs tuned exact match on a run's held-out set")
-    p.add_argument("--run", required=True, help="run folder written by `tasktune train`")
+    p = sub.add_parser("eval", help="the base model and one or more runs side by side on the first run's held-out set")
+    p.add_argument("--run", required=True, action="append", help="run folder written by `tasktune train`; repeat to compare runs")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. eval.max_examples=500")
 
     p = sub.add_parser("predict", help="answer every prompt of a JSONL file with a run's model")
@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     if args.command == "train":
         recipes.finetune(load_config(args.config, args.overrides))
     elif args.command == "eval":
-        recipes.evaluate_run(args.run, args.overrides)
+        recipes.evaluate_runs(args.run, args.overrides)
     elif args.command == "predict":
         n = recipes.predict(args.run, args.input, args.output, args.overrides)
         print(f"wrote {n} predictions to {args.output}")

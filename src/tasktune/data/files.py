@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, Literal
 
+from tasktune.data.answers import stated_answer
 from tasktune.data.example import Example
 
 __all__ = ["FIELDS", "DataFileError", "LoadResult", "read_rows", "row_to_example", "load_file"]
 
 FIELDS = ("instruction", "input", "output", "system", "history")
 FileFormat = Literal["auto", "json", "jsonl"]
+AnswerMode = Literal["auto", "text"]
 
 
 class DataFileError(ValueError):
@@ -77,24 +78,14 @@ def read_rows(path: str | Path, fmt: FileFormat = "auto") -> tuple[list[tuple[in
     return rows, problems
 
 
-def _number(text: str) -> str | None:
-    """Canonical number if ``text`` is exactly one number ("8.40" -> "8.4"), else None."""
-    try:
-        value = Decimal(text.strip().replace(",", ""))
-    except InvalidOperation:
-        return None
-    if not value.is_finite():
-        return None
-    out = format(value.normalize(), "f")
-    return "0" if value == 0 else out
-
-
-def row_to_example(row: Any, columns: dict[str, str] | None = None) -> Example:
+def row_to_example(row: Any, columns: dict[str, str] | None = None, answer: AnswerMode = "auto") -> Example:
     """Validate one row and turn it into an :class:`Example`.
 
     Args:
         row: The parsed JSON value of the row.
         columns: Our field name -> the file's column name, for other shapes.
+        answer: ``auto``: a stated numeric answer (:func:`stated_answer`) is checked by
+            value; ``text``: the output is compared as text.
 
     Raises:
         ValueError: what is wrong with the row, naming the field and the fix.
@@ -134,7 +125,7 @@ def row_to_example(row: Any, columns: dict[str, str] | None = None) -> Example:
         response=output,
         system=text("system", False),
         history=tuple((u, a) for u, a in history_raw),
-        answer=_number(output),
+        answer=stated_answer(output) if answer == "auto" else None,
     )
 
 
@@ -143,6 +134,7 @@ def load_file(
     columns: dict[str, str] | None = None,
     on_bad_row: Literal["error", "skip"] = "error",
     fmt: FileFormat = "auto",
+    answer: AnswerMode = "auto",
 ) -> LoadResult:
     """Read and validate every row of a file.
 
@@ -152,6 +144,7 @@ def load_file(
         on_bad_row: ``error`` raises listing every bad row; ``skip`` keeps the good ones
             and reports the skipped rows in ``bad_rows``.
         fmt: ``auto`` detects an array by its leading ``[``.
+        answer: How references are checked (see :func:`row_to_example`).
 
     Raises:
         FileNotFoundError: no such file.
@@ -161,7 +154,7 @@ def load_file(
     result = LoadResult(total_rows=len(rows) + len(bad))
     for number, row in rows:
         try:
-            result.examples.append(row_to_example(row, columns))
+            result.examples.append(row_to_example(row, columns, answer))
         except ValueError as exc:
             bad.append((number, str(exc)))
     result.bad_rows = [f"{path}:{number}: {msg}" for number, msg in sorted(bad)]

@@ -69,11 +69,13 @@ def build_datasets(cfg: DataConfig, n_eval: int, eval_seed: int, seed: int) -> D
         return Datasets(eval=eval_set, train=_epochs(fixed, seed), train_size=len(fixed))
 
     f = cfg.file
-    loaded = load_file(f.path, f.columns, f.on_bad_row)
+    loaded = load_file(f.path, f.columns, f.on_bad_row, answer=f.answer)
     skipped = list(loaded.bad_rows)
     train = loaded.examples
+    if f.sample is not None and f.sample < len(train):
+        train = random.Random(f"sample-{eval_seed}").sample(train, f.sample)  # the same rows in every process
     if f.eval_path:
-        held = load_file(f.eval_path, f.columns, f.on_bad_row)
+        held = load_file(f.eval_path, f.columns, f.on_bad_row, answer=f.answer)
         skipped += held.bad_rows
         eval_set = held.examples[:n_eval]
     else:

@@ -1,49 +1,56 @@
 """Exact match by value: the verifier of numeric tasks. Pure functions of strings.
 
-The final number of a response is read after its last ``=`` when there is one
-(``98+83=181`` -> 181), else it is the last number in the text. It matches the
-reference when it lies within half a unit of the reference's last decimal place
-(reference ``8.4``: anything in (8.35, 8.45); ``181``: (180.5, 181.5)).
+The final answer of a response is found by :func:`tasktune.data.answers.extract_answer`
+(GSM8K's ``#### N``, else ``\\boxed{...}``, else the last number: ``98+83=181`` -> 181).
+It matches the reference when it lies within half a unit of the reference's last
+decimal place (reference ``8.4``: anything in (8.35, 8.45); ``181``: (180.5, 181.5)).
+A fraction reference (Math23K's ``((1)/(3))``) has no last place: a fraction answer
+must equal it, a decimal answer with at least two places must round to it
+(``0.33`` and ``0.333`` match 1/3, ``0.3`` does not).
 """
 
 from __future__ import annotations
 
-import re
-import unicodedata
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
+from fractions import Fraction
+
+from tasktune.data.answers import decimal_places, extract_answer, parse_value
 
 __all__ = ["extract_number", "matches_value", "is_correct"]
 
-_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
-
 
 def extract_number(text: str) -> Decimal | None:
-    """The final number of ``text`` (see module docstring); None if it has none.
+    """The final number of ``text`` as a Decimal (fractions rounded to 12 places);
+    None if it has none."""
+    found = extract_answer(text)
+    value = parse_value(found) if found else None
+    if value is None:
+        return None
+    if value.denominator == 1 or "/" not in found:
+        return Decimal(found.rstrip("%")) / (100 if found.endswith("%") else 1)
+    return round(Decimal(value.numerator) / Decimal(value.denominator), 12)
 
-    Full-width digits and signs are normalised (NFKC) and thousands separators
-    between digit groups are removed (``1,234`` -> 1234).
-    """
-    text = unicodedata.normalize("NFKC", text).replace("−", "-")
-    text = re.sub(r"(?<=\d),(?=\d{3}\b)", "", text)
-    tail = text.rsplit("=", 1)[-1]
-    found = _NUMBER.findall(tail) or _NUMBER.findall(text)
-    if not found:
-        return None
-    try:
-        return Decimal(found[-1])
-    except InvalidOperation:  # pragma: no cover - the regex only admits valid numbers
-        return None
+
+def _half_unit(places: int) -> Fraction:
+    return Fraction(5, 10 ** (places + 1))
 
 
 def matches_value(prediction: str, reference: str) -> bool:
-    """True when the final number of ``prediction`` equals ``reference`` within half a unit
-    of the reference's last decimal place."""
-    ref = extract_number(reference)
-    got = extract_number(prediction)
+    """True when the final answer of ``prediction`` equals that of ``reference`` by
+    value (see the module docstring)."""
+    ref_text, got_text = extract_answer(reference), extract_answer(prediction)
+    if ref_text is None or got_text is None:
+        return False
+    ref, got = parse_value(ref_text), parse_value(got_text)
     if ref is None or got is None:
         return False
-    places = max(0, -ref.as_tuple().exponent)  # type: ignore[operator]
-    return abs(got - ref) < Decimal(5).scaleb(-places - 1)
+    places = decimal_places(ref_text)
+    if places is not None:
+        return abs(got - ref) < _half_unit(places)
+    got_places = decimal_places(got_text)
+    if got_places is None:
+        return got == ref
+    return got_places >= 2 and abs(got - ref) < _half_unit(got_places)
 
 
 def is_correct(prediction: str, reference: str, numeric: bool) -> bool:

@@ -1,4 +1,8 @@
-"""Greedy generation: batched and left-padded for evaluation, token-streamed for chat."""
+"""Generation: batched and left-padded for evaluation, token-streamed for chat.
+
+Greedy by default, so that scores reproduce; sampling is opt-in (``generate.do_sample``)
+and seeded: batch ``i`` of a call samples after ``torch.manual_seed(seed + i)``.
+"""
 
 from __future__ import annotations
 
@@ -9,17 +13,21 @@ from typing import Iterator
 import torch
 from tqdm.auto import tqdm
 
+from tasktune.config import GenerateConfig
 from tasktune.encoding import pad_left
 
 __all__ = ["generate_batch", "stream_generate"]
 
 
-def _greedy_config(model, max_new_tokens: int, stop_id: int, pad_id: int):
+def _generation_config(model, max_new_tokens: int, stop_id: int, pad_id: int, sampling: GenerateConfig | None):
     from transformers import GenerationConfig
 
+    sample = sampling is not None and sampling.do_sample
+    knobs = {"temperature": sampling.temperature, "top_p": sampling.top_p, "top_k": 0} if sample else {}
     return GenerationConfig(
         max_new_tokens=max_new_tokens,
-        do_sample=False,
+        do_sample=sample,
+        **knobs,
         num_beams=1,
         eos_token_id=stop_id,
         pad_token_id=pad_id,
@@ -36,8 +44,10 @@ def generate_batch(
     max_new_tokens: int,
     batch_size: int = 64,
     desc: str | None = None,
+    sampling: GenerateConfig | None = None,
 ) -> list[str]:
-    """Greedy completions of token-id prompts, in the order given.
+    """Completions of token-id prompts, in the order given: greedy, or sampled when
+    ``sampling.do_sample``.
 
     Prompts are sorted by length so that each left-padded batch wastes little;
     every row stops at ``stop_id`` or after ``max_new_tokens`` tokens.
@@ -50,6 +60,7 @@ def generate_batch(
         max_new_tokens: Hard cap per row.
         batch_size: Rows per ``generate`` call.
         desc: Progress-bar label; None hides the bar.
+        sampling: The ``generate`` section; None or ``do_sample: false``: greedy.
 
     Returns:
         The decoded completions, whitespace-stripped.
@@ -59,13 +70,15 @@ def generate_batch(
     was_training = model.training
     model.eval()
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stop_id
-    config = _greedy_config(model, max_new_tokens, stop_id, pad_id)
+    config = _generation_config(model, max_new_tokens, stop_id, pad_id, sampling)
     device = next(model.parameters()).device
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     out: list[str] = [""] * len(prompts)
     bar = tqdm(total=len(prompts), desc=desc, unit="ex", disable=desc is None, leave=False)
-    for start in range(0, len(order), batch_size):
+    for number, start in enumerate(range(0, len(order), batch_size)):
         rows = order[start : start + batch_size]
+        if config.do_sample:
+            torch.manual_seed(sampling.seed + number)
         batch = {k: v.to(device) for k, v in pad_left([prompts[i] for i in rows], pad_id).items()}
         ids = model.generate(**batch, generation_config=config)
         new = ids[:, batch["input_ids"].shape[1] :]
@@ -107,8 +120,11 @@ class _TextPieces:
         self._flush(final=True)
 
 
-def stream_generate(model, tokenizer, prompt: list[int], stop_id: int, max_new_tokens: int) -> Iterator[str]:
-    """Yield a greedy completion piece by piece while it is generated.
+def stream_generate(
+    model, tokenizer, prompt: list[int], stop_id: int, max_new_tokens: int, sampling: GenerateConfig | None = None
+) -> Iterator[str]:
+    """Yield a completion (greedy unless ``sampling.do_sample``) piece by piece while it
+    is generated.
 
     Generation runs in a worker thread; when the consumer stops early (Ctrl-C in
     chat, a closed connection), the worker is told to stop at its next token.
@@ -132,7 +148,7 @@ def stream_generate(model, tokenizer, prompt: list[int], stop_id: int, max_new_t
                 model.generate(
                     input_ids=ids,
                     attention_mask=torch.ones_like(ids),
-                    generation_config=_greedy_config(model, max_new_tokens, stop_id, pad_id),
+                    generation_config=_generation_config(model, max_new_tokens, stop_id, pad_id, sampling),
                     streamer=_TextPieces(tokenizer, stop_id, pieces),
                     stopping_criteria=StoppingCriteriaList([_Cancelled()]),
                 )

@@ -2,9 +2,9 @@
 
 from tasktune.recipes.chat import chat
 from tasktune.recipes.data import check_data, preview_data
-from tasktune.recipes.evaluate import evaluate_run
+from tasktune.recipes.evaluate import evaluate_runs
 from tasktune.recipes.finetune import finetune
 from tasktune.recipes.memory import MemorySettings, memory_table
 from tasktune.recipes.predict import predict
 
-__all__ = ["chat", "check_data", "preview_data", "evaluate_run", "finetune", "predict", "MemorySettings", "memory_table"]
+__all__ = ["chat", "check_data", "preview_data", "evaluate_runs", "finetune", "predict", "MemorySettings", "memory_table"]

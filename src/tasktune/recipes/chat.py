@@ -43,7 +43,7 @@ def chat_loop(loaded: Loaded, max_new_tokens: int, out: TextIO = sys.stdout) -> 
         pieces: list[str] = []
         live = not shown_differently(loaded.cfg)  # reversed digits are shown once complete
         try:
-            for piece in stream_generate(loaded.model, loaded.tokenizer, ids, loaded.encoder.stop_id, max_new_tokens):
+            for piece in stream_generate(loaded.model, loaded.tokenizer, ids, loaded.encoder.stop_id, max_new_tokens, loaded.cfg.generate):
                 pieces.append(piece)
                 if live:
                     print(piece, end="", file=out, flush=True)

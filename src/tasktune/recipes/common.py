@@ -12,7 +12,7 @@ from tasktune.config import RunConfig, load_config
 from tasktune.data.arithmetic import restore_answer
 from tasktune.data.example import Example
 from tasktune.encoding import ChatEncoder
-from tasktune.eval import is_correct, summarize
+from tasktune.eval import is_correct, summarize, text_scores
 from tasktune.generate import generate_batch
 from tasktune.model import check_quantization, load_model, load_tokenizer, pick_dtype, resolve_model
 
@@ -24,6 +24,8 @@ __all__ = [
     "presented",
     "shown_differently",
     "evaluate_examples",
+    "headline_metric",
+    "metric_text",
 ]
 
 
@@ -99,23 +101,27 @@ def shown_differently(cfg: RunConfig) -> bool:
 
 
 def evaluate_examples(loaded: Loaded, examples: list[Example], desc: str) -> tuple[dict, list[dict]]:
-    """Greedy answers to ``examples`` and their exact match.
+    """The model's answers to ``examples`` (greedy unless ``generate.do_sample``), their
+    exact match, and ROUGE-1/2/L and BLEU-4 against the full reference response.
 
     Returns:
         The summary (:func:`tasktune.eval.summarize`) and one prediction row per
         example: prompt, rendered input, raw model output, prediction (as presented),
-        reference, correct, category.
+        reference (the value checked, or the response), correct, category, and the
+        example's rouge-1, rouge-2, rouge-l and bleu-4.
     """
     enc = loaded.encoder
     prompts = [enc.prompt_ids(e) for e in examples]
     budget = max_new_tokens_for(loaded.cfg, loaded.tokenizer, examples)
     outputs = generate_batch(
-        loaded.model, loaded.tokenizer, prompts, enc.stop_id, budget, loaded.cfg.eval.batch_size, desc=desc
+        loaded.model, loaded.tokenizer, prompts, enc.stop_id, budget, loaded.cfg.eval.batch_size, desc=desc,
+        sampling=loaded.cfg.generate,
     )
-    rows = []
+    rows, scores = [], []
     for e, raw in zip(examples, outputs):
         reference = e.answer if e.answer is not None else e.response
         out = presented(loaded.cfg, raw)
+        scores.append(text_scores(out, e.response))
         rows.append(
             {
                 "prompt": e.prompt,
@@ -125,7 +131,24 @@ def evaluate_examples(loaded: Loaded, examples: list[Example], desc: str) -> tup
                 "reference": reference,
                 "correct": is_correct(out, reference, numeric=e.answer is not None),
                 "category": e.category,
+                **scores[-1],
             }
         )
-    summary = summarize([r["correct"] for r in rows], [r["category"] for r in rows])
+    summary = summarize([r["correct"] for r in rows], [r["category"] for r in rows], scores)
     return summary, rows
+
+
+def headline_metric(cfg: RunConfig, examples: list[Example]) -> str:
+    """``eval.metric``, with ``auto`` resolved: exact_match when at least half of the
+    held-out answers are checked by value, else rouge-l."""
+    if cfg.eval.metric != "auto":
+        return cfg.eval.metric
+    numeric = sum(e.answer is not None for e in examples)
+    return "exact_match" if examples and 2 * numeric >= len(examples) else "rouge-l"
+
+
+def metric_text(name: str, value: float | None) -> str:
+    """A figure as people read it: exact match in percent, ROUGE/BLEU (x 100) as is."""
+    if value is None:
+        return "-"
+    return f"{100 * value:.1f}%" if name == "exact_match" else f"{value:.2f}"

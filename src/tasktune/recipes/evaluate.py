@@ -1,38 +1,108 @@
-"""`tasktune eval --run DIR`: base vs tuned exact match on the run's held-out set."""
+"""`tasktune eval --run DIR [--run DIR ...]`: the base model and one or more runs on the
+same held-out set, side by side."""
 
 from __future__ import annotations
 
+import gc
+import json
 from pathlib import Path
 
+from tasktune.config import load_config
 from tasktune.data import build_datasets
-from tasktune.recipes.common import evaluate_examples, load_base, load_run
-from tasktune.recipes.finetune import merge_categories
-from tasktune.report import write_json
+from tasktune.recipes.common import evaluate_examples, headline_metric, load_base, load_run, metric_text
+from tasktune.recipes.finetune import merge_categories, run_summary
+from tasktune.report import read_log, write_json, write_jsonl, write_report
 
-__all__ = ["evaluate_run"]
+__all__ = ["evaluate_runs", "side_by_side"]
+
+_FIGURES = ("exact_match", "rouge-1", "rouge-2", "rouge-l", "bleu-4")
 
 
-def evaluate_run(run_dir: str | Path, overrides: list[str] | None = None) -> dict:
-    """Evaluate the base model and the run's adapter on the same held-out examples.
+def _base_key(cfg) -> tuple:
+    """Runs whose base model sees the same weights and the same rendering share one base evaluation."""
+    return (cfg.model, cfg.quantization, cfg.dtype, cfg.encoding.template, cfg.encoding.system_prompt)
 
-    Writes ``eval_metrics.json`` in the run folder and prints a side-by-side table.
+
+def side_by_side(columns: dict[str, dict], metric: str) -> str:
+    """A plain-text table: one column per evaluated model, rows for the headline metric,
+    the other figures, and exact match per category."""
+    names = list(columns)
+    width = max(12, *(len(n) for n in names))
+    first = max(24, *(len(c) for s in columns.values() for c in s.get("by_category", {})))
+    lines = [f"{'':{first}} " + " ".join(f"{n:>{width}}" for n in names)]
+    order = [metric] + [f for f in _FIGURES if f != metric]
+    for fig in order:
+        if all(fig in s for s in columns.values()):
+            label = f"{fig}*" if fig == metric else fig
+            lines.append(f"{label:{first}} " + " ".join(f"{metric_text(fig, s[fig]):>{width}}" for s in columns.values()))
+    cats = sorted({c for s in columns.values() for c in s.get("by_category", {})})
+    if len(cats) > 1:
+        for cat in cats:
+            cells = [s.get("by_category", {}).get(cat) for s in columns.values()]
+            lines.append(f"{cat:{first}} " + " ".join(f"{metric_text('exact_match', c and c['exact_match']):>{width}}" for c in cells))
+    n = next(iter(columns.values()))["n"]
+    per_cat = "; exact match per category below the overall figures" if len(cats) > 1 else ""
+    lines.append(f"(* the headline figure (eval.metric); {n} held-out examples{per_cat}; ROUGE/BLEU x 100)")
+    return "\n".join(lines)
+
+
+def evaluate_runs(run_dirs: list[str | Path], overrides: list[str] | None = None) -> dict[str, dict]:
+    """Evaluate the base model(s) and every run on the first run's held-out set.
+
+    Each distinct base (model, quantization, dtype, rendering) is evaluated once. Each
+    run folder gets ``eval_metrics.json``, ``eval_predictions.jsonl`` and a fresh
+    ``report.md`` with its plots (training figures from its metrics.json and
+    train_log.jsonl). Prints the side-by-side table.
 
     Returns:
-        ``{"base": ..., "final": ..., "by_category": ...}`` as in metrics.json.
+        Column name (``base`` or ``base <model>``, then each run folder's name) -> summary.
     """
-    tuned = load_run(run_dir, overrides)
-    cfg = tuned.cfg
-    data = build_datasets(cfg.data, cfg.eval.max_examples, cfg.eval.seed, cfg.seed)
-    metrics: dict = {}
-    if cfg.eval.base:
-        metrics["base"], _ = evaluate_examples(load_base(cfg), data.eval, "eval base")
-    metrics["final"], _ = evaluate_examples(tuned, data.eval, "eval tuned")
-    metrics["by_category"] = merge_categories(metrics.get("base"), metrics["final"])
-    write_json(Path(run_dir) / "eval_metrics.json", metrics)
-    base = metrics.get("base")
-    print(f"{'':24} {'base':>8} {'tuned':>8} {'n':>5}")
-    pct = lambda x: "-" if x is None else f"{100 * x:.1f}%"  # noqa: E731
-    print(f"{'overall':24} {pct(base and base['exact_match']):>8} {pct(metrics['final']['exact_match']):>8} {metrics['final']['n']:>5}")
-    for cat, row in metrics["by_category"].items():
-        print(f"{cat:24} {pct(row['base']):>8} {pct(row['final']):>8} {row['n']:>5}")
-    return metrics
+    dirs = [Path(d) for d in run_dirs]
+    if not dirs:
+        raise ValueError("give at least one run folder: tasktune eval --run runs/NAME [--run runs/OTHER ...]")
+    for d in dirs:
+        if not (d / "config.yaml").is_file():
+            raise FileNotFoundError(f"{d}: not a tasktune run folder (config.yaml missing); train one with `tasktune train CONFIG`")
+    first = load_config(dirs[0] / "config.yaml", overrides)
+    data = build_datasets(first.data, first.eval.max_examples, first.eval.seed, first.seed)
+    metric = headline_metric(first, data.eval)
+    cfgs = [load_config(d / "config.yaml", overrides) for d in dirs]
+    distinct = list(dict.fromkeys(_base_key(c) for c in cfgs))
+    columns: dict[str, dict] = {}
+    base_of: dict[tuple, dict] = {}
+    for cfg in cfgs:
+        key = _base_key(cfg)
+        if cfg.eval.base and key not in base_of:
+            name = "base" if len(distinct) == 1 else f"base {Path(cfg.model).name}"
+            loaded = load_base(cfg)
+            base_of[key], _ = evaluate_examples(loaded, data.eval, f"eval {name}")
+            columns[name] = base_of[key]
+            del loaded
+            gc.collect()
+    for d, cfg in zip(dirs, cfgs):
+        tuned = load_run(d, overrides)
+        summary, rows = evaluate_examples(tuned, data.eval, f"eval {d.name}")
+        del tuned
+        gc.collect()
+        columns[d.name if d.name not in columns else str(d)] = summary
+        _write_run(d, cfg, metric, base_of.get(_base_key(cfg)), summary, rows)
+    print(side_by_side(columns, metric))
+    return columns
+
+
+def _write_run(d: Path, cfg, metric: str, base: dict | None, final: dict, rows: list[dict]) -> None:
+    """eval_metrics.json, eval_predictions.jsonl and report.md (with plots) of one run."""
+    base = json.loads(json.dumps(base)) if base else None  # merge_categories pops; keep the shared copy intact
+    final = json.loads(json.dumps(final))
+    metrics: dict = {"metric": metric}
+    if base:
+        metrics["base"] = base
+    metrics["final"] = final
+    metrics["by_category"] = merge_categories(base, final)
+    write_json(d / "eval_metrics.json", metrics)
+    write_jsonl(d / "eval_predictions.jsonl", rows)
+    trained = d / "metrics.json"
+    if trained.is_file():  # training figures and in-training evaluations stay in the report
+        old = json.loads(trained.read_text(encoding="utf-8"))
+        metrics.update({k: old[k] for k in ("train", "evals", "best", "data") if k in old})
+    write_report(d, run_summary(cfg), metrics, rows, read_log(d / "train_log.jsonl"))

@@ -14,11 +14,11 @@ from tasktune.adapters import get_adapter
 from tasktune.checkpoint import save_adapter
 from tasktune.config import RunConfig, config_to_dict
 from tasktune.data import build_datasets
-from tasktune.recipes.common import Loaded, evaluate_examples, load_base, max_new_tokens_for
-from tasktune.report import write_json, write_jsonl, write_report
+from tasktune.recipes.common import Loaded, evaluate_examples, headline_metric, load_base, max_new_tokens_for, metric_text
+from tasktune.report import read_log, write_json, write_jsonl, write_report
 from tasktune.train import EncodeCounts, StepInfo, make_accelerator, train_steps
 
-__all__ = ["finetune", "run_summary", "merge_categories"]
+__all__ = ["finetune", "run_summary", "merge_categories", "decoding"]
 
 
 def run_summary(cfg: RunConfig) -> dict[str, str]:
@@ -31,7 +31,15 @@ def run_summary(cfg: RunConfig) -> dict[str, str]:
         "system prompt": repr(cfg.encoding.system_prompt),
         "steps x batch": f"{t.max_steps} x {t.batch_size}",
         "lr": f"{t.lr:g} ({t.schedule}, warm-up {t.warmup_steps})",
+        "decoding": decoding(cfg),
     }
+
+
+def decoding(cfg: RunConfig) -> str:
+    """How evaluation answers were generated, for the report."""
+    g = cfg.generate
+    how = f"sampling (temperature {g.temperature}, top_p {g.top_p}, seed {g.seed})" if g.do_sample else "greedy"
+    return f"{how}, at most {g.max_new_tokens} new tokens" if g.max_new_tokens else how
 
 
 def merge_categories(base: dict | None, final: dict) -> dict:
@@ -91,35 +99,40 @@ class TrainResult:
     whether train.stop_at ended it."""
 
     last: StepInfo
+    metric: str
     evals: list[dict] = field(default_factory=list)
     stopped_at_target: bool = False
 
     @property
     def best(self) -> dict | None:
-        """The first evaluation with the highest exact match (saved as checkpoint-best/)."""
-        return max(self.evals, key=lambda e: e["exact_match"]) if self.evals else None
+        """The first evaluation with the highest ``metric`` (saved as checkpoint-best/)."""
+        return max(self.evals, key=lambda e: e[self.metric]) if self.evals else None
 
 
-def _evaluate_during(cfg: RunConfig, loaded: Loaded, model, examples, info: StepInfo, evals: list[dict], log, out: Path) -> bool:
+def _evaluate_during(
+    cfg: RunConfig, loaded: Loaded, model, examples, info: StepInfo, metric: str, evals: list[dict], log, out: Path
+) -> bool:
     """Evaluate the model as it is at ``info``'s step: append the row to ``evals`` and
-    train_log.jsonl, save checkpoint-best/ when it beats every earlier evaluation.
+    train_log.jsonl, save checkpoint-best/ when its ``metric`` beats every earlier one.
 
     Returns:
         True when ``train.stop_at`` is reached.
     """
     summary, _ = evaluate_examples(replace(loaded, model=model), examples, f"eval step {info.step}")
-    row = {"step": info.step, "examples": info.examples, "seconds": round(info.seconds, 1),
-           "exact_match": summary["exact_match"], "n": summary["n"]}
-    if all(row["exact_match"] > e["exact_match"] for e in evals):
+    summary.pop("by_category")
+    row = {"step": info.step, "examples": info.examples, "seconds": round(info.seconds, 1), **summary}
+    if all(row[metric] > e[metric] for e in evals):
         save_adapter(model, cfg.adapter.method, out / "checkpoint-best")
     evals.append(row)
-    log.write(json.dumps({"step": info.step, "eval_exact_match": row["exact_match"], "eval_n": row["n"]}) + "\n")
+    log.write(json.dumps({"step": info.step, **{f"eval_{k}": v for k, v in summary.items()}}) + "\n")
     log.flush()
-    tqdm.write(f"step {info.step}: exact match {row['exact_match']:.1%} of {row['n']} held-out")
-    return cfg.train.stop_at is not None and row["exact_match"] >= cfg.train.stop_at
+    tqdm.write(f"step {info.step}: {metric} {metric_text(metric, row[metric])} on {row['n']} held-out")
+    return cfg.train.stop_at is not None and row[metric] >= cfg.train.stop_at
 
 
-def _train(cfg: RunConfig, model, accelerator, loaded: Loaded, data, counts: EncodeCounts, out: Path) -> TrainResult:
+def _train(
+    cfg: RunConfig, model, accelerator, loaded: Loaded, data, counts: EncodeCounts, out: Path, metric: str
+) -> TrainResult:
     """Run the training loop; log every ``train.log_every`` steps (and the last) to
     train_log.jsonl, save a checkpoint every ``train.save_every`` steps, and evaluate
     every ``eval.every`` steps, keeping the best as checkpoint-best/ and stopping once
@@ -140,7 +153,7 @@ def _train(cfg: RunConfig, model, accelerator, loaded: Loaded, data, counts: Enc
             if main and cfg.train.save_every and info.step % cfg.train.save_every == 0 and info.step < cfg.train.max_steps:
                 save_adapter(model, cfg.adapter.method, out / f"checkpoint-{info.step}")
             if cfg.eval.every and info.step % cfg.eval.every == 0 and info.step < cfg.train.max_steps:
-                if main and _evaluate_during(cfg, loaded, model, held_out, info, evals, log, out):
+                if main and _evaluate_during(cfg, loaded, model, held_out, info, metric, evals, log, out):
                     accelerator.set_trigger()
                 if accelerator.check_trigger():  # every process stops at the same step
                     stopped = True
@@ -150,9 +163,9 @@ def _train(cfg: RunConfig, model, accelerator, loaded: Loaded, data, counts: Enc
         if main and last.step % cfg.train.log_every:
             log.write(json.dumps(_log_row(last)) + "\n")  # the last step, always logged
     if stopped and main:
-        tqdm.write(f"train.stop_at={cfg.train.stop_at} reached at step {last.step}: "
-                   f"exact match {evals[-1]['exact_match']:.1%} of {evals[-1]['n']}")
-    return TrainResult(last, evals, stopped)
+        tqdm.write(f"train.stop_at={cfg.train.stop_at} reached at step {last.step} of {cfg.train.max_steps}: "
+                   f"{metric} {metric_text(metric, evals[-1][metric])} on {evals[-1]['n']} held-out; training stops here")
+    return TrainResult(last, metric, evals, stopped)
 
 
 def finetune(cfg: RunConfig) -> dict:
@@ -173,6 +186,10 @@ def finetune(cfg: RunConfig) -> dict:
     data = build_datasets(cfg.data, cfg.eval.max_examples, cfg.eval.seed, cfg.seed + accelerator.process_index)
     if data.skipped_rows:
         say(f"skipped {len(data.skipped_rows)} bad row(s) (data.file.on_bad_row: skip), first: {data.skipped_rows[0]}")
+    metric = headline_metric(cfg, data.eval)
+    if metric == "exact_match" and cfg.train.stop_at is not None and cfg.train.stop_at > 1:
+        raise ValueError(f"train.stop_at={cfg.train.stop_at}: this task's eval.metric is exact_match, a share "
+                         "within (0, 1]; write e.g. 0.99, or set eval.metric to a ROUGE/BLEU figure")
     adapter = get_adapter(cfg.adapter.method)
     loaded: Loaded = load_base(cfg, accelerator.device, training=True, trains_base=adapter.TRAINS_BASE)
     timing["load"] = time.perf_counter() - start
@@ -181,16 +198,16 @@ def finetune(cfg: RunConfig) -> dict:
     cfg = loaded.cfg = replace(cfg, generate=replace(cfg.generate, max_new_tokens=budget))
     if main:
         (out / "config.yaml").write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False, allow_unicode=True))
-    metrics: dict = {}
+    metrics: dict = {"metric": metric}
     clock = time.perf_counter()
     if cfg.eval.base and main:
         metrics["base"], _ = evaluate_examples(loaded, data.eval, "eval base")
-        say(f"base exact match: {metrics['base']['exact_match']:.1%} of {metrics['base']['n']}")
+        say(f"base {metric}: {metric_text(metric, metrics['base'][metric])} on {metrics['base']['n']} held-out")
     timing["base_eval"] = time.perf_counter() - clock
 
     model = adapter.apply(loaded.model, cfg.adapter)
     counts = EncodeCounts()
-    result = _train(cfg, model, accelerator, loaded, data, counts, out)
+    result = _train(cfg, model, accelerator, loaded, data, counts, out, metric)
     last = result.last
     accelerator.wait_for_everyone()
     model = accelerator.unwrap_model(model)
@@ -221,12 +238,12 @@ def finetune(cfg: RunConfig) -> dict:
     metrics["seconds"] = {k: round(v, 1) for k, v in timing.items()}
     write_json(out / "metrics.json", metrics)
     write_jsonl(out / "predictions.jsonl", rows)
-    write_report(out / "report.md", run_summary(cfg), metrics, rows)
-    base_em = f"{metrics['base']['exact_match']:.1%}" if "base" in metrics else "not evaluated"
+    write_report(out, run_summary(cfg), metrics, rows, read_log(out / "train_log.jsonl"))
+    base = metric_text(metric, metrics["base"][metric]) if "base" in metrics else "not evaluated"
     say(
-        f"exact match on {metrics['final']['n']} held-out examples: base {base_em} -> tuned "
-        f"{metrics['final']['exact_match']:.1%} ({last.step} steps, {last.seconds / 60:.1f} min of training, "
+        f"{metric} on {metrics['final']['n']} held-out examples: base {base} -> tuned "
+        f"{metric_text(metric, metrics['final'][metric])} ({last.step} steps, {last.seconds / 60:.1f} min of training, "
         f"{timing['total'] / 60:.1f} min in all)"
     )
-    say(f"run folder: {out}  (report.md, metrics.json, predictions.jsonl, adapter/)")
+    say(f"run folder: {out}  (report.md with plots, metrics.json, predictions.jsonl, adapter/)")
     return metrics

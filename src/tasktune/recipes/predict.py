@@ -55,7 +55,8 @@ def predict(
     prompts = [loaded.encoder.prompt_ids(e) for e in examples]
     budget = max_new_tokens_for(loaded.cfg, loaded.tokenizer, [])
     outputs = generate_batch(
-        loaded.model, loaded.tokenizer, prompts, loaded.encoder.stop_id, budget, loaded.cfg.eval.batch_size, "predict"
+        loaded.model, loaded.tokenizer, prompts, loaded.encoder.stop_id, budget, loaded.cfg.eval.batch_size, "predict",
+        loaded.cfg.generate,
     )
     out = Path(output_path)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,4 @@
-"""Write a run's outputs: metrics.json, predictions.jsonl, report.md."""
+"""Write a run's outputs: metrics.json, predictions.jsonl, report.md and its plots."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-__all__ = ["write_json", "write_jsonl", "write_report"]
+__all__ = ["write_json", "write_jsonl", "write_report", "read_log", "informative_errors"]
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -28,36 +28,105 @@ def _cell(text: str, width: int = 60) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def write_report(path: Path, summary: dict[str, str], metrics: dict, predictions: list[dict]) -> None:
-    """``report.md``: settings, base vs tuned exact match overall and per category,
-    training figures, and up to ten wrong answers."""
+def read_log(path: Path) -> list[dict]:
+    """The rows of a run's train_log.jsonl; [] when there is none."""
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def _figure_text(name: str, value: float | None) -> str:
+    if name == "exact_match":
+        return _pct(value)
+    return "-" if value is None else f"{value:.2f}"
+
+
+def informative_errors(predictions: list[dict], k: int = 10) -> list[dict]:
+    """Up to ``k`` rows to read first: wrong answers taken in turn from each category
+    (largest first, then by name), so one weak spot does not hide the others; within a
+    category the lowest ROUGE-L first."""
+    wrong = [p for p in predictions if not p["correct"]]
+    by_cat: dict[str, list[dict]] = {}
+    for p in sorted(wrong, key=lambda p: p.get("rouge-l", 0.0)):
+        by_cat.setdefault(p["category"], []).append(p)
+    queues = [q for _, q in sorted(by_cat.items(), key=lambda kv: (-len(kv[1]), kv[0]))]
+    picked: list[dict] = []
+    while len(picked) < k and any(queues):
+        for q in queues:
+            if q and len(picked) < k:
+                picked.append(q.pop(0))
+    return picked
+
+
+def _plots(out: Path, metrics: dict, log_rows: list[dict]) -> list[str]:
+    """loss.png and eval.png in ``out``; the markdown lines that show them."""
+    from tasktune.report.plots import plot_loss, plot_metric
+
+    lines = []
+    name = out.resolve().name
+    losses = [(r["step"], r["loss"]) for r in log_rows if "loss" in r]
+    if losses:
+        plot_loss(out / "loss.png", [s for s, _ in losses], [v for _, v in losses], f"{name}: training loss")
+        lines += ["![training loss over steps](loss.png)", ""]
+    metric = metrics.get("metric", "exact_match")
+    points = []
+    if metrics.get("base"):
+        points.append((0, metrics["base"][metric]))
+    points += [(e["step"], e[metric]) for e in metrics.get("evals", []) if metric in e]
+    train = metrics.get("train") or {}
+    if train.get("steps") and metrics.get("final"):
+        points.append((train["steps"], metrics["final"][metric]))
+    if points:
+        scale = 100.0 if metric == "exact_match" else 1.0
+        label = "exact match (%)" if metric == "exact_match" else metric
+        series = {"overall": ([s for s, _ in points], [v * scale for _, v in points])}
+        plot_metric(out / "eval.png", series, label, f"{name}: held-out {label}")
+        lines += [f"![held-out {metric} over steps](eval.png)", ""]
+    return lines
+
+
+def write_report(out: Path, summary: dict[str, str], metrics: dict, predictions: list[dict], log_rows: list[dict]) -> None:
+    """``report.md`` in the run folder ``out``, with its plots (loss.png, eval.png):
+    settings, base vs tuned figures (exact match, ROUGE-1/2/L, BLEU-4) overall and exact
+    match per category, training figures, evaluations during training, and the ten most
+    informative errors."""
     base, final = metrics.get("base"), metrics["final"]
-    lines = ["# tasktune run report", "", "## Settings", "", "| setting | value |", "| --- | --- |"]
+    metric = metrics.get("metric", "exact_match")
+    lines = [f"# tasktune run report: {out.resolve().name}", "", "## Settings", "", "| setting | value |", "| --- | --- |"]
     lines += [f"| {k} | {_cell(str(v), 80)} |" for k, v in summary.items()]
-    lines += ["", "## Exact match", "", "| | base | tuned | n |", "| --- | --- | --- | --- |"]
-    lines.append(f"| **overall** | {_pct(base and base['exact_match'])} | {_pct(final['exact_match'])} | {final['n']} |")
-    for cat, row in metrics.get("by_category", {}).items():
-        lines.append(f"| {cat} | {_pct(row.get('base'))} | {_pct(row['final'])} | {row['n']} |")
+    lines += ["", f"## Results on {final['n']} held-out examples", "",
+              f"Headline figure: **{metric}**. ROUGE/BLEU are x 100 (ChatGLM-6B's recipe).", "",
+              "| figure | base | tuned |", "| --- | --- | --- |"]
+    for name in ("exact_match", "rouge-1", "rouge-2", "rouge-l", "bleu-4"):
+        if name in final:
+            bold = "**" if name == metric else ""
+            lines.append(f"| {bold}{name}{bold} | {_figure_text(name, base and base.get(name))} | {_figure_text(name, final[name])} |")
+    cats = metrics.get("by_category", {})
+    if len(cats) > 1:
+        lines += ["", "## Exact match by category", "", "| category | base | tuned | n |", "| --- | --- | --- | --- |"]
+        lines += [f"| {cat} | {_pct(row.get('base'))} | {_pct(row['final'])} | {row['n']} |" for cat, row in cats.items()]
+    lines += ["", "## Plots", ""] + _plots(out, metrics, log_rows)
     train = metrics.get("train")
     if train:
-        lines += ["", "## Training", "", "| figure | value |", "| --- | --- |"]
+        lines += ["## Training", "", "| figure | value |", "| --- | --- |"]
         lines += [f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in train.items()]
     evals, best = metrics.get("evals"), metrics.get("best")
     if evals:
-        lines += ["", "## Evaluations during training", "", "| step | examples | train min | exact match | n |", "| --- | --- | --- | --- | --- |"]
+        lines += ["", "## Evaluations during training", "", f"| step | examples | train min | {metric} | n |", "| --- | --- | --- | --- | --- |"]
         for e in evals:
             mark = " (best: checkpoint-best/)" if best and e["step"] == best["step"] else ""
-            lines.append(f"| {e['step']} | {e['examples']} | {e['seconds'] / 60:.1f} | {_pct(e['exact_match'])}{mark} | {e['n']} |")
+            lines.append(f"| {e['step']} | {e['examples']} | {e['seconds'] / 60:.1f} | {_figure_text(metric, e[metric])}{mark} | {e['n']} |")
         if train and train.get("stopped_at_target"):
             lines += ["", f"Training stopped at step {evals[-1]['step']}: train.stop_at was reached."]
     data = metrics.get("data")
     if data:
         lines += ["", "## Data", ""] + [f"- {k}: {v}" for k, v in data.items()]
-    wrong = [p for p in predictions if not p["correct"]][:10]
-    lines += ["", f"## Wrong answers ({sum(not p['correct'] for p in predictions)} of {len(predictions)}, first 10)", ""]
-    if wrong:
-        lines += ["| prompt | reference | prediction |", "| --- | --- | --- |"]
-        lines += [f"| {_cell(p['prompt'])} | {_cell(p['reference'])} | {_cell(p['prediction'])} |" for p in wrong]
+    shown = informative_errors(predictions)
+    n_wrong = sum(not p["correct"] for p in predictions)
+    lines += ["", f"## Errors to read first ({len(shown)} of {n_wrong} wrong, of {len(predictions)}; each category in turn)", ""]
+    if shown:
+        lines += ["| category | prompt | reference | prediction | ROUGE-L |", "| --- | --- | --- | --- | --- |"]
+        lines += [f"| {p['category']} | {_cell(p['prompt'])} | {_cell(p['reference'])} | {_cell(p['prediction'])} | {p.get('rouge-l', 0.0):.1f} |" for p in shown]
     else:
         lines.append("None.")
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (out / "report.md").write_text("\n".join(lines) + "\n", encoding="utf-8")

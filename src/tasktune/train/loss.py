@@ -81,10 +81,15 @@ def supervised_loss_sum(model, batch: dict[str, torch.Tensor], share_prefix: boo
     keep = torch.zeros_like(labels, dtype=torch.bool)
     keep[:, :-1] = labels[:, 1:] != IGNORE_INDEX
     targets = labels[:, 1:][keep[:, :-1]]
-    inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+    # In a causal model a position after the last one that predicts a supervised token
+    # feeds no loss: the closing token of the longest row (1 of 19 tokens of a demo
+    # row), and any tail the template adds after the answer. Those columns are cut.
+    width = int(keep.any(0).nonzero().max()) + 1 if bool(keep.any()) else labels.shape[1]
+    keep = keep[:, :width]
+    inputs = {"input_ids": batch["input_ids"][:, :width], "attention_mask": batch["attention_mask"][:, :width]}
     rows = labels.shape[0]
     to_keep = _accepts_logits_to_keep(model)
-    start = shared_prefix_length(batch, keep) if share_prefix and rows > 1 else 0
+    start = shared_prefix_length(inputs, keep) if share_prefix and rows > 1 else 0
     if start >= MIN_SHARED_PREFIX and to_keep:
         cache = _prefix_cache(model, batch["input_ids"][:1, :start], rows)
         if cache is not None:

@@ -116,8 +116,10 @@ def test_column_mapping_gsm8k_style(tmp_path):
     rows = [{"question": "How many?", "answer": "2 + 2 = <<2+2=4>>4\n#### 4"}, {"question": "Sum?", "answer": "7"}]
     path = _write(tmp_path, "g.jsonl", _jsonl(rows))
     exs = load_file(path, columns={"instruction": "question", "output": "answer"}).examples
-    assert exs[0] == Example(prompt="How many?", response=rows[0]["answer"], answer=None)  # free text: no single number
+    assert exs[0] == Example(prompt="How many?", response=rows[0]["answer"], answer="4")  # GSM8K's #### N
     assert exs[1] == Example(prompt="Sum?", response="7", answer="7")
+    as_text = load_file(path, columns={"instruction": "question", "output": "answer"}, answer="text").examples
+    assert [e.answer for e in as_text] == [None, None]
     # Unmapped, the same file has no "instruction": the error says which column is missing.
     with pytest.raises(DataFileError, match=r':1: missing "instruction"'):
         load_file(path)
@@ -166,3 +168,30 @@ def test_real_gsm8k_loads_with_a_column_mapping():
     assert len(result.examples) == len(rows) == 1319
     assert [e.prompt for e in result.examples] == [r["question"] for r in rows]
     assert all(e.response.rsplit("#### ", 1)[1].strip() for e in result.examples)
+
+
+@needs_shared
+def test_real_gsm8k_and_math23k_references_are_checked_by_value():
+    """Every GSM8K answer's `#### N` and every Math23K `ans` (decimals, fractions,
+    mixed numbers, percentages) becomes a value the verifier reads back; alpaca rows
+    stay text."""
+    from tasktune.eval import matches_value
+
+    gsm = load_file(SHARED_DATA / "gsm8k" / "test.jsonl", columns={"instruction": "question", "output": "answer"})
+    for ex in gsm.examples:
+        final = ex.response.rsplit("#### ", 1)[1].strip()
+        assert ex.answer == final.replace(",", ""), ex.response[-40:]
+        assert matches_value(f"so the answer is {final}", ex.answer)
+        assert not matches_value(f"#### {int(ex.answer) + 1}", ex.answer)
+    path = SHARED_DATA / "math23k" / "trainset.sample.json"
+    rows = json.loads(path.read_text(encoding="utf-8"))
+    m23 = load_file(path, columns={"instruction": "original_text", "output": "ans"})
+    assert all(ex.answer is not None for ex in m23.examples)
+    assert all(matches_value(row["ans"], ex.answer) for row, ex in zip(rows, m23.examples))  # the reference reads as itself
+    by_ans = {row["ans"]: ex.answer for row, ex in zip(rows, m23.examples)}
+    assert by_ans["((31)/(2432))"] == "31/2432" and by_ans["7((1)/(3))"] == "22/3" and by_ans["8.4"] == "8.4"
+    assert matches_value("0.4", by_ans["40%"]) and matches_value("7.33", by_ans["7((1)/(3))"])
+    alpaca = load_file(SHARED_DATA / "alpaca_zh" / "sample.json", on_bad_row="skip")
+    by_value = [ex for ex in alpaca.examples if ex.answer is not None]
+    assert 0 < len(by_value) < 30  # the few rows whose whole output is a number ("865", "3.0")
+    assert all(float(ex.response) == float(ex.answer) for ex in by_value)  # the rest is free text

@@ -115,3 +115,18 @@ def test_generate_restores_training_mode(model, tokenizer, prompts, stop_id):
         assert model.training
     finally:
         model.eval()
+
+
+def test_sampling_is_opt_in_and_reproducible_by_seed(model, tokenizer, prompts, stop_id):
+    from tasktune.config import GenerateConfig
+
+    greedy = generate_batch(model, tokenizer, prompts, stop_id, 8, batch_size=2)
+    assert generate_batch(model, tokenizer, prompts, stop_id, 8, batch_size=2, sampling=GenerateConfig()) == greedy
+
+    def sample(seed: int) -> list[str]:
+        cfg = GenerateConfig(do_sample=True, temperature=1.5, top_p=1.0, seed=seed)
+        return generate_batch(model, tokenizer, prompts, stop_id, 8, batch_size=2, sampling=cfg)
+
+    first = sample(0)
+    assert sample(0) == first  # the same seed, the same answers
+    assert first != greedy and sample(1) != first  # it really samples

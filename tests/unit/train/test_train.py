@@ -99,9 +99,14 @@ def test_supervised_loss_equals_the_models_own_loss(arch, tiny_model_dirs, token
         def forward(self, input_ids, attention_mask):
             return self.inner(input_ids=input_ids, attention_mask=attention_mask)
 
+    calls = []
+    model.get_input_embeddings().register_forward_hook(lambda m, i, o: calls.append(tuple(i[0].shape)))
     with torch.no_grad():
         reference = model(**batch).loss  # HF: shifts the labels itself, mean over supervised tokens
         ours = supervised_loss_sum(model, batch) / n
+    rows, length = batch["input_ids"].shape
+    assert calls[-1] == (rows, length - 1)  # the last column feeds no loss and is not run
+    with torch.no_grad():
         fallback = supervised_loss_sum(NoLogitsToKeep(model), batch) / n
         with model.disable_adapter():
             plain_ref = base(**batch).loss
@@ -145,6 +150,7 @@ def test_shared_prefix_gives_the_same_loss_and_gradients(arch, system, tiny_mode
     plain, plain_grads, plain_calls = loss_and_grads(False)
     ours, grads, calls = loss_and_grads(True)
     rows, length = batch["input_ids"].shape
+    length -= 1  # the longest row's closing token predicts nothing: not run
     assert plain_calls == [(rows, length)]
     assert calls == [(1, shared), (rows, length - shared)]  # the prefix really ran once
     assert torch.allclose(ours, plain, rtol=1e-5, atol=1e-5)
@@ -163,7 +169,8 @@ def test_a_short_shared_prefix_takes_the_plain_path(tiny_model_dirs, tokenizer):
     with torch.no_grad():
         supervised_loss_sum(model, batch, share_prefix=True)
     assert 0 < shared_prefix_length(batch, torch.zeros_like(batch["labels"], dtype=torch.bool)) < MIN_SHARED_PREFIX
-    assert calls == [tuple(batch["input_ids"].shape)]
+    rows, length = batch["input_ids"].shape
+    assert calls == [(rows, length - 1)]
 
 
 @pytest.mark.parametrize("arch", TRAIN_ARCHS)

@@ -1,0 +1,76 @@
+"""report: plots that draw Chinese text, and the errors the report shows first."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import pytest
+
+from tasktune.report import informative_errors, write_report
+from tasktune.report.plots import cjk_fonts, plot_loss, plot_metric
+
+pytest.importorskip("matplotlib", reason="matplotlib draws the report's plots")
+
+
+def _glyph_warnings(draw) -> list[str]:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        draw()
+    return [str(w.message) for w in caught if "Glyph" in str(w.message) or "font" in str(w.message).lower()]
+
+
+def test_plots_draw_chinese_text_with_a_cjk_font(tmp_path: Path):
+    fonts = cjk_fonts()
+    assert fonts, "no CJK font: the dev extras install mplfonts (Noto Sans CJK SC)"
+    path = tmp_path / "eval.png"
+    problems = _glyph_warnings(
+        lambda: plot_metric(path, {"总体": ([0, 10, 20], [0.0, 40.0, 80.0]), "减法": ([0, 20], [0.0, 70.0])},
+                            "准确率 (%)", "数学题：精确匹配")
+    )
+    assert problems == []  # every character had a glyph
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # The same text with only the default Latin font misses glyphs: the check above can fail.
+    import matplotlib.pyplot as plt
+
+    def latin_only():
+        fig, ax = plt.subplots()
+        ax.set_title("数学题：精确匹配", fontfamily="DejaVu Sans")
+        fig.savefig(tmp_path / "latin.png")
+        plt.close(fig)
+
+    assert any("Glyph" in p for p in _glyph_warnings(latin_only))
+
+
+def test_loss_plot_is_a_png(tmp_path: Path):
+    plot_loss(tmp_path / "loss.png", [10, 20, 30], [2.0, 1.0, 0.5], "训练损失")
+    assert (tmp_path / "loss.png").stat().st_size > 1000
+
+
+def _row(cat: str, ok: bool, rouge: float = 0.0, prompt: str = "p") -> dict:
+    return {"category": cat, "correct": ok, "rouge-l": rouge, "prompt": prompt, "reference": "r", "prediction": "x"}
+
+
+def test_informative_errors_take_each_category_in_turn_lowest_rouge_first():
+    rows = [_row("sub", False, 50, "s1"), _row("sub", False, 10, "s2"), _row("sub", False, 30, "s3"),
+            _row("add", False, 5, "a1"), _row("add", True), _row("mul", False, 0, "m1")]
+    picked = [r["prompt"] for r in informative_errors(rows, k=4)]
+    assert picked == ["s2", "a1", "m1", "s3"]  # largest category first, one each, then round two
+    assert informative_errors([_row("a", True)]) == []
+
+
+def test_report_lists_figures_plots_and_errors(tmp_path: Path):
+    base = {"exact_match": 0.0, "n": 2, "rouge-1": 1.0, "rouge-2": 0.0, "rouge-l": 1.0, "bleu-4": 0.5}
+    final = {"exact_match": 0.5, "n": 2, "rouge-1": 60.0, "rouge-2": 20.0, "rouge-l": 55.0, "bleu-4": 30.0}
+    metrics = {"metric": "rouge-l", "base": base, "final": final,
+               "by_category": {"all": {"base": 0.0, "final": 0.5, "n": 2}},
+               "train": {"steps": 20}, "evals": [{"step": 10, "examples": 40, "seconds": 6.0, "n": 2, "exact_match": 0.0, "rouge-l": 30.0}]}
+    rows = [_row("all", False, 12.5, "写一首诗"), _row("all", True, 97.0)]
+    log = [{"step": 10, "loss": 2.0}, {"step": 20, "loss": 1.0}, {"step": 10, "eval_rouge-l": 30.0}]
+    write_report(tmp_path, {"model": "m", "decoding": "greedy"}, metrics, rows, log)
+    text = (tmp_path / "report.md").read_text()
+    assert "| **rouge-l** | 1.00 | 55.00 |" in text  # the headline figure in bold
+    assert "| exact_match | 0.0% | 50.0% |" in text
+    assert "](loss.png)" in text and "](eval.png)" in text
+    assert (tmp_path / "loss.png").is_file() and (tmp_path / "eval.png").is_file()
+    assert "写一首诗" in text and "| decoding | greedy |" in text
