@@ -266,3 +266,47 @@ def test_a_rouge_scale_stop_at_on_an_exact_match_task_is_refused(tiny_model_dirs
     assert result.returncode == 1
     assert "eval.metric is exact_match" in result.stderr and "Traceback" not in result.stderr
     assert "base exact_match" not in result.stdout  # refused before the model loads
+
+
+def test_export_merges_lora_and_reproduces_the_runs_predictions_with_transformers_alone(llama_run: Path, tmp_path: Path):
+    out = tmp_path / "exported"
+    result = tasktune("export", "--run", str(llama_run), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert {"config.json", "model.safetensors", "generation_config.json", "tokenizer_config.json"} <= {f.name for f in out.iterdir()}
+    assert not (out / "adapter_config.json").exists()  # plain weights, no PEFT
+    # A fresh interpreter with transformers only (tasktune and peft blocked from import).
+    script = f"""
+import json, sys
+sys.modules["tasktune"] = None; sys.modules["peft"] = None
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+tok = AutoTokenizer.from_pretrained({str(out)!r})
+model = AutoModelForCausalLM.from_pretrained({str(out)!r}, dtype=torch.float32).eval()
+rows = [json.loads(line) for line in open({str(llama_run / "predictions.jsonl")!r})]
+same = 0
+for row in rows:
+    chat = tok.apply_chat_template([{{"role": "user", "content": row["prompt"]}}], tokenize=False, add_generation_prompt=True)
+    assert chat == row["input"], (chat, row["input"])  # the run's own rendering
+    ids = tok(row["input"], add_special_tokens=False, return_tensors="pt")
+    new = model.generate(**ids, max_new_tokens=16, do_sample=False)[0, ids["input_ids"].shape[1]:]
+    same += tok.decode(new, skip_special_tokens=True).strip() == row["prediction"]
+print(same, len(rows))
+"""
+    check = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert check.returncode == 0, check.stderr
+    same, total = map(int, check.stdout.split())
+    assert same == total == 12
+
+
+def test_export_refuses_a_prefix_run_and_a_used_folder(tiny_model_dirs, tmp_path: Path, llama_run: Path):
+    run = tmp_path / "prefix_run"
+    trained = tasktune("train", str(CONFIG), f"model={tiny_model_dirs['llama']}", f"output_dir={run}", "adapter.method=prefix",
+                       "train.max_steps=1", "train.batch_size=2", "eval.max_examples=2", "eval.base=false")
+    assert trained.returncode == 0, trained.stderr
+    result = tasktune("export", "--run", str(run), "--out", str(tmp_path / "x"))
+    assert result.returncode == 1 and "cannot be merged into plain weights" in result.stderr and "Traceback" not in result.stderr
+    used = tmp_path / "used"
+    used.mkdir()
+    (used / "keep.txt").write_text("x")
+    result = tasktune("export", "--run", str(llama_run), "--out", str(used))
+    assert result.returncode == 1 and "not empty" in result.stderr

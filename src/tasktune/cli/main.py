@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 import typing
 
@@ -59,6 +60,20 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("overrides", nargs="*", metavar="key=value")
     v.add_argument("-n", type=int, default=3, help="examples to show")
 
+    p = sub.add_parser("serve", help="an OpenAI-compatible API (chat/completions, completions, models) for runs")
+    who = p.add_mutually_exclusive_group(required=True)
+    who.add_argument("--run", action="append", help="run folder, served under its folder name; repeat for several")
+    who.add_argument("--model", help="a base model alone (bundled name, folder or .gguf)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--api-key", default=None, help="require `Authorization: Bearer KEY` (default: $TASKTUNE_API_KEY, else none)")
+    p.add_argument("--max-tokens", type=int, default=512, help="the largest max_tokens a request may ask for")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. quantization=int8")
+
+    p = sub.add_parser("export", help="merge a run into its base and save a plain Hugging Face model folder")
+    p.add_argument("--run", required=True, help="run folder")
+    p.add_argument("--out", required=True, help="new folder: safetensors weights, config, tokenizer with chat template")
+
     m = sub.add_parser("memory", help="the FP16/INT8/INT4 x inference/tuning memory table of a model")
     m.add_argument("--model", default="smollm2-135m", help="bundled name, folder, .gguf, cached hub id, or a config.json")
     m.add_argument("--batch", type=int, default=1)
@@ -104,6 +119,12 @@ def run(args: argparse.Namespace) -> int:
             return 1
     elif args.command == "data":
         recipes.preview_data(load_config(args.config, args.overrides), args.n)
+    elif args.command == "serve":
+        key = args.api_key if args.api_key is not None else os.environ.get("TASKTUNE_API_KEY") or None
+        recipes.serve(args.run or [], args.model, args.host, args.port, key, args.max_tokens, args.overrides)
+    elif args.command == "export":
+        out = recipes.export_run(args.run, args.out)
+        print(f"exported {args.run} to {out}: load it with transformers' AutoModelForCausalLM.from_pretrained({str(out)!r})")
     elif args.command == "memory":
         settings = recipes.MemorySettings(args.batch, args.tokens, args.tune_tokens, args.pre_seq_len, not args.no_measure)
         print(recipes.memory_table(args.model, settings))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import queue
 import threading
+from dataclasses import dataclass
 from typing import Iterator
 
 import torch
@@ -16,7 +17,7 @@ from tqdm.auto import tqdm
 from tasktune.config import GenerateConfig
 from tasktune.encoding import pad_left
 
-__all__ = ["generate_batch", "stream_generate"]
+__all__ = ["Completion", "generate_completions", "generate_batch", "stream_generate"]
 
 
 def _generation_config(model, max_new_tokens: int, stop_id: int, pad_id: int, sampling: GenerateConfig | None):
@@ -35,7 +36,75 @@ def _generation_config(model, max_new_tokens: int, stop_id: int, pad_id: int, sa
     )
 
 
+@dataclass(frozen=True)
+class Completion:
+    """One generated answer: its text (whitespace-stripped, special tokens skipped), the
+    tokens generated (the stop token included), and why it ended: ``stop`` (the stop
+    token) or ``length`` (the row's cap)."""
+
+    text: str
+    tokens: int
+    finish_reason: str
+
+
 @torch.inference_mode()
+def generate_completions(
+    model,
+    tokenizer,
+    prompts: list[list[int]],
+    stop_id: int,
+    max_new_tokens: int | list[int],
+    batch_size: int = 64,
+    desc: str | None = None,
+    sampling: GenerateConfig | None = None,
+) -> list[Completion]:
+    """Completions of token-id prompts, in the order given: greedy, or sampled when
+    ``sampling.do_sample``.
+
+    Prompts are sorted by length so that each left-padded batch wastes little;
+    every row stops at ``stop_id`` or after its ``max_new_tokens`` tokens.
+
+    Args:
+        model: Causal LM (any adapter applied), on its device.
+        tokenizer: Decodes the new tokens (special tokens skipped).
+        prompts: Rendered prompt token ids, one list per row.
+        stop_id: End-of-turn token id.
+        max_new_tokens: Hard cap, for every row or one per row.
+        batch_size: Rows per ``generate`` call.
+        desc: Progress-bar label; None hides the bar.
+        sampling: The ``generate`` section; None or ``do_sample: false``: greedy.
+    """
+    caps = max_new_tokens if isinstance(max_new_tokens, list) else [max_new_tokens] * len(prompts)
+    if len(caps) != len(prompts) or min(caps, default=1) < 1:
+        raise ValueError(f"max_new_tokens must be at least 1 for every prompt, got {max_new_tokens}")
+    was_training = model.training
+    model.eval()
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stop_id
+    device = next(model.parameters()).device
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    out: list[Completion | None] = [None] * len(prompts)
+    bar = tqdm(total=len(prompts), desc=desc, unit="ex", disable=desc is None, leave=False)
+    for number, start in enumerate(range(0, len(order), batch_size)):
+        rows = order[start : start + batch_size]
+        config = _generation_config(model, max(caps[i] for i in rows), stop_id, pad_id, sampling)
+        if config.do_sample:
+            torch.manual_seed(sampling.seed + number)
+        batch = {k: v.to(device) for k, v in pad_left([prompts[i] for i in rows], pad_id).items()}
+        ids = model.generate(**batch, generation_config=config)
+        new = ids[:, batch["input_ids"].shape[1] :]
+        for i, seq in zip(rows, new.tolist()):
+            seq = seq[: caps[i]]  # a longer row cap in the batch does not lengthen this row
+            if stop_id in seq:  # generate keeps the stop token; the answer ends before it
+                end = seq.index(stop_id)
+                out[i] = Completion(tokenizer.decode(seq[:end], skip_special_tokens=True).strip(), end + 1, "stop")
+            else:  # never stopped: no padding follows it
+                out[i] = Completion(tokenizer.decode(seq, skip_special_tokens=True).strip(), len(seq), "length")
+        bar.update(len(rows))
+    bar.close()
+    model.train(was_training)
+    return out  # type: ignore[return-value]
+
+
 def generate_batch(
     model,
     tokenizer,
@@ -46,50 +115,9 @@ def generate_batch(
     desc: str | None = None,
     sampling: GenerateConfig | None = None,
 ) -> list[str]:
-    """Completions of token-id prompts, in the order given: greedy, or sampled when
-    ``sampling.do_sample``.
-
-    Prompts are sorted by length so that each left-padded batch wastes little;
-    every row stops at ``stop_id`` or after ``max_new_tokens`` tokens.
-
-    Args:
-        model: Causal LM (any adapter applied), on its device.
-        tokenizer: Decodes the new tokens (special tokens skipped).
-        prompts: Rendered prompt token ids, one list per row.
-        stop_id: End-of-turn token id.
-        max_new_tokens: Hard cap per row.
-        batch_size: Rows per ``generate`` call.
-        desc: Progress-bar label; None hides the bar.
-        sampling: The ``generate`` section; None or ``do_sample: false``: greedy.
-
-    Returns:
-        The decoded completions, whitespace-stripped.
-    """
-    if max_new_tokens < 1:
-        raise ValueError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
-    was_training = model.training
-    model.eval()
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stop_id
-    config = _generation_config(model, max_new_tokens, stop_id, pad_id, sampling)
-    device = next(model.parameters()).device
-    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
-    out: list[str] = [""] * len(prompts)
-    bar = tqdm(total=len(prompts), desc=desc, unit="ex", disable=desc is None, leave=False)
-    for number, start in enumerate(range(0, len(order), batch_size)):
-        rows = order[start : start + batch_size]
-        if config.do_sample:
-            torch.manual_seed(sampling.seed + number)
-        batch = {k: v.to(device) for k, v in pad_left([prompts[i] for i in rows], pad_id).items()}
-        ids = model.generate(**batch, generation_config=config)
-        new = ids[:, batch["input_ids"].shape[1] :]
-        for i, seq in zip(rows, new.tolist()):
-            if stop_id in seq:  # generate keeps the stop token; the answer ends before it
-                seq = seq[: seq.index(stop_id)]
-            out[i] = tokenizer.decode(seq, skip_special_tokens=True).strip()
-        bar.update(len(rows))
-    bar.close()
-    model.train(was_training)
-    return out
+    """The texts of :func:`generate_completions` (same arguments)."""
+    done = generate_completions(model, tokenizer, prompts, stop_id, max_new_tokens, batch_size, desc, sampling)
+    return [c.text for c in done]
 
 
 class _TextPieces:
@@ -102,6 +130,8 @@ class _TextPieces:
         self.ids: list[int] = []
         self.shown = ""
         self.prompt_seen = False
+        self.generated = 0  # tokens, the stop token included
+        self.stopped = False
 
     def _flush(self, final: bool) -> None:
         text = self.tokenizer.decode(self.ids, skip_special_tokens=True)
@@ -113,7 +143,15 @@ class _TextPieces:
         if not self.prompt_seen:  # generate's first call passes the prompt
             self.prompt_seen = True
             return
-        self.ids += [t for t in value.reshape(-1).tolist() if t != self.stop_id]
+        tokens = value.reshape(-1).tolist()
+        if self.stopped:  # generate pads after the stop token
+            return
+        if self.stop_id in tokens:
+            tokens = tokens[: tokens.index(self.stop_id)]
+            self.stopped = True
+            self.generated += 1
+        self.generated += len(tokens)
+        self.ids += tokens
         self._flush(final=False)
 
     def end(self) -> None:
@@ -121,10 +159,17 @@ class _TextPieces:
 
 
 def stream_generate(
-    model, tokenizer, prompt: list[int], stop_id: int, max_new_tokens: int, sampling: GenerateConfig | None = None
+    model,
+    tokenizer,
+    prompt: list[int],
+    stop_id: int,
+    max_new_tokens: int,
+    sampling: GenerateConfig | None = None,
+    stats: dict | None = None,
 ) -> Iterator[str]:
     """Yield a completion (greedy unless ``sampling.do_sample``) piece by piece while it
-    is generated.
+    is generated. When it ends, ``stats`` (if given) receives ``tokens`` (generated, the
+    stop token included) and ``finish_reason`` (``stop`` or ``length``).
 
     Generation runs in a worker thread; when the consumer stops early (Ctrl-C in
     chat, a closed connection), the worker is told to stop at its next token.
@@ -142,14 +187,18 @@ def stream_generate(
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stop_id
     ids = torch.tensor([prompt], device=device)
 
+    streamer = _TextPieces(tokenizer, stop_id, pieces)
+
     def work() -> None:
         try:
+            if sampling is not None and sampling.do_sample:
+                torch.manual_seed(sampling.seed)
             with torch.inference_mode():
                 model.generate(
                     input_ids=ids,
                     attention_mask=torch.ones_like(ids),
                     generation_config=_generation_config(model, max_new_tokens, stop_id, pad_id, sampling),
-                    streamer=_TextPieces(tokenizer, stop_id, pieces),
+                    streamer=streamer,
                     stopping_criteria=StoppingCriteriaList([_Cancelled()]),
                 )
         except BaseException as exc:  # handed to the consumer, re-raised there
@@ -166,3 +215,5 @@ def stream_generate(
     finally:
         cancelled.set()
         worker.join()
+        if stats is not None:
+            stats.update(tokens=streamer.generated, finish_reason="stop" if streamer.stopped else "length")

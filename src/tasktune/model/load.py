@@ -21,7 +21,7 @@ import torch
 from tasktune.constants import BUNDLED_MODELS
 from tasktune.model.quantize import bnb_config, quantize_cpu
 
-__all__ = ["ModelSource", "resolve_model", "pick_dtype", "load_tokenizer", "load_model"]
+__all__ = ["ModelSource", "resolve_model", "pick_dtype", "load_tokenizer", "load_model", "rebuilt_without_gguf"]
 
 
 @dataclass(frozen=True)
@@ -143,3 +143,25 @@ def load_model(
     if quantization != "none":
         model = quantize_cpu(model, quantization)
     return model.to(device)
+
+
+def rebuilt_without_gguf(model):
+    """The same weights in a model transformers can save: a GGUF-loaded model carries a
+    GGUF quantizer (its tensors are already de-quantized) and refuses ``save_pretrained``;
+    this builds the architecture afresh from the config, minus the GGUF quantization
+    entry, and moves the tensors in. Other models are returned as they are."""
+    quantizer = getattr(model, "hf_quantizer", None)
+    if quantizer is None or "gguf" not in type(quantizer).__name__.lower():
+        return model
+    import copy
+
+    from transformers import AutoModelForCausalLM
+
+    config = copy.deepcopy(model.config)
+    config.__dict__.pop("quantization_config", None)
+    with torch.device("meta"):
+        fresh = AutoModelForCausalLM.from_config(config, dtype=next(model.parameters()).dtype)
+    fresh.load_state_dict(model.state_dict(), assign=True, strict=True)
+    fresh.tie_weights()
+    fresh.generation_config = copy.deepcopy(model.generation_config)
+    return fresh.eval()

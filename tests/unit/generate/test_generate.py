@@ -130,3 +130,17 @@ def test_sampling_is_opt_in_and_reproducible_by_seed(model, tokenizer, prompts, 
     first = sample(0)
     assert sample(0) == first  # the same seed, the same answers
     assert first != greedy and sample(1) != first  # it really samples
+
+
+def test_completions_count_tokens_and_honour_per_row_caps(model, tokenizer, prompts, stop_id):
+    from tasktune.generate import generate_completions
+
+    caps = [1, 2, 3, 4, 5, 6, 7, 8, 9, CAP]
+    done = generate_completions(model, tokenizer, prompts, stop_id, caps, batch_size=4)
+    for prompt, cap, c in zip(prompts, caps, done):
+        alone = _greedy_reference(model, prompt, cap, stop_id)  # stops before the stop token
+        assert c.text == tokenizer.decode(alone, skip_special_tokens=True).strip()
+        if c.finish_reason == "stop":
+            assert c.tokens == len(alone) + 1 <= cap
+        else:
+            assert c.finish_reason == "length" and c.tokens == len(alone) == cap

@@ -1,0 +1,77 @@
+"""`tasktune export --run DIR --out DIR2`: the tuned model as a plain Hugging Face folder.
+
+LoRA is merged into the base weights; freeze and full runs already hold their trained
+weights; a prefix (P-Tuning v2) run cannot become plain weights (its virtual tokens are
+extra keys and values in every layer), so it is refused with the reason. The base is
+loaded unquantized in the run's dtype, from its GGUF file when it came from one: the
+weights are then ordinary de-quantized tensors, and the config is rewritten without
+the GGUF reference so that the folder loads on its own.
+
+The folder holds ``model.safetensors``, ``config.json``, ``generation_config.json``
+(stopping at the run's end-of-turn token) and the tokenizer, whose chat template is the
+one the run rendered with, including its system turn: ``apply_chat_template`` in plain
+transformers renders a conversation exactly as the run was trained.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from tasktune.config import RunConfig
+from tasktune.encoding.templates import get_template
+from tasktune.model import rebuilt_without_gguf
+from tasktune.recipes.common import load_run
+
+__all__ = ["export_run", "exported_template"]
+
+
+def exported_template(cfg: RunConfig, tokenizer) -> str | None:
+    """The chat template the run rendered with, with the run's system prompt as the
+    default system turn (None: the tokenizer's own template, unchanged)."""
+    template = get_template(cfg.encoding.template) if cfg.encoding.template else tokenizer.chat_template
+    if template is None or cfg.encoding.system_prompt is None:
+        return template if cfg.encoding.template else None
+    default = json.dumps(cfg.encoding.system_prompt, ensure_ascii=False)
+    prelude = (
+        "{%- if messages[0]['role'] != 'system' -%}"
+        f"{{%- set messages = [{{'role': 'system', 'content': {default}}}] + messages -%}}"
+        "{%- endif -%}"
+    )
+    return prelude + template
+
+
+def export_run(run_dir: str | Path, out_dir: str | Path) -> Path:
+    """Write the run's model, merged, as a Hugging Face folder loadable without tasktune.
+
+    Raises:
+        FileNotFoundError: ``run_dir`` is not a run folder.
+        ValueError: a prefix run, or ``out_dir`` exists and is not empty.
+    """
+    out = Path(out_dir)
+    if out.exists() and any(out.iterdir()):
+        raise ValueError(f"{out}: exists and is not empty; give a new folder to export into")
+    loaded = load_run(run_dir, ["quantization=none"])
+    method = loaded.cfg.adapter.method
+    if method == "prefix":
+        raise ValueError(
+            f"{run_dir}: a prefix (P-Tuning v2) run cannot be merged into plain weights: its virtual tokens are "
+            "extra keys and values in every layer. Serve it with `tasktune serve --run` instead, or train lora to export."
+        )
+    model = loaded.model
+    if method == "lora":
+        model = model.merge_and_unload()
+    model = rebuilt_without_gguf(getattr(model, "module", model))
+    model.generation_config.eos_token_id = loaded.encoder.stop_id
+    model.generation_config.pad_token_id = loaded.tokenizer.pad_token_id if loaded.tokenizer.pad_token_id is not None else loaded.encoder.stop_id
+    out.mkdir(parents=True, exist_ok=True)
+    with torch.no_grad():
+        model.save_pretrained(str(out), safe_serialization=True)
+    tokenizer = loaded.tokenizer
+    template = exported_template(loaded.cfg, tokenizer)
+    if template is not None:
+        tokenizer.chat_template = template
+    tokenizer.save_pretrained(str(out))
+    return out

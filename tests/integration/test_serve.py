@@ -1,0 +1,172 @@
+"""`tasktune serve`: the official openai client against a server on a loopback port,
+two LoRA runs on one base, streaming and not, errors in OpenAI's shape."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import threading
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from conftest import load_distinct
+
+pytestmark = pytest.mark.integration
+
+openai = pytest.importorskip("openai", reason="the official client is a dev extra (openai)")
+
+TASKTUNE = str(Path(sys.executable).with_name("tasktune"))
+CONFIG = Path(__file__).resolve().parents[2] / "configs" / "arith_lora.yaml"
+KEY = "test-key-123"
+
+
+def _train(model_dir: Path, out: Path, seed: int) -> Path:
+    result = subprocess.run(
+        [TASKTUNE, "train", str(CONFIG), f"model={model_dir}", f"output_dir={out}", f"seed={seed}",
+         "train.max_steps=4", "train.batch_size=4", "eval.max_examples=8", "eval.base=false", "train.lr=1e-2"],
+        capture_output=True, text=True, env={"TQDM_DISABLE": "1", "OMP_NUM_THREADS": "1", "PATH": ""}, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+@pytest.fixture(scope="module")
+def server(tiny_model_dirs, tmp_path_factory):
+    """Two LoRA runs of the tiny Llama, served by one process on a free loopback port."""
+    from tasktune.recipes.serve import load_served
+    from tasktune.serve import Engine, make_server
+
+    root = tmp_path_factory.mktemp("serve")
+    # Weights with distinct greedy answers per prompt (conftest.load_distinct): at the
+    # default init every answer is the same and near-ties make batched != alone a coin toss.
+    base = root / "llama_distinct"
+    load_distinct(tiny_model_dirs["llama"]).save_pretrained(base)
+    for f in Path(tiny_model_dirs["llama"]).iterdir():
+        if f.name.startswith(("tokenizer", "special_tokens", "chat_template")):
+            shutil.copy(f, base / f.name)
+    runs = [_train(base, root / "run_a", 1), _train(base, root / "run_b", 2)]
+    engine = Engine(load_served(runs))
+    http = make_server(engine, "127.0.0.1", 0, KEY, max_tokens_cap=64)
+    thread = threading.Thread(target=http.serve_forever, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{http.server_address[1]}/v1"
+    yield {"url": url, "runs": runs, "engine": engine, "base": str(base)}
+    http.shutdown()
+    http.server_close()
+    engine.close()
+
+
+@pytest.fixture
+def client(server):
+    return openai.OpenAI(base_url=server["url"], api_key=KEY, max_retries=0, timeout=120)
+
+
+def _predictions(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "predictions.jsonl").read_text().splitlines()]
+
+
+def _ask(client, model: str, prompt: str, **kw) -> str:
+    out = client.chat.completions.create(model=model, messages=[{"role": "user", "content": prompt}], **kw)
+    return out.choices[0].message.content
+
+
+def test_models_lists_the_base_and_every_run(client, server):
+    names = {m.id for m in client.models.list()}
+    assert names == {"run_a", "run_b", server["base"]}
+
+
+def test_chat_answers_as_the_run_did_for_each_adapter_by_name(client, server):
+    answers = {}
+    for run in server["runs"]:
+        rows = _predictions(run)
+        got = [_ask(client, run.name, r["prompt"]) for r in rows]
+        assert got == [r["prediction"] for r in rows], run.name  # held-out problems, as evaluated
+        assert len(set(got)) > 1  # answers differ from prompt to prompt: the comparison means something
+        answers[run.name] = got
+    assert answers["run_a"] != answers["run_b"]  # two adapters, two answers: each request got its own
+    base = [_ask(client, server["base"], r["prompt"]) for r in _predictions(server["runs"][0])]
+    assert base != answers["run_a"]  # the base answers with the adapters off
+
+
+def test_full_response_shape_and_usage(client, server):
+    out = client.chat.completions.create(model="run_a", messages=[{"role": "user", "content": "12+34="}], max_tokens=5)
+    assert out.object == "chat.completion" and out.model == "run_a" and out.id.startswith("chatcmpl-")
+    choice = out.choices[0]
+    assert choice.message.role == "assistant" and choice.finish_reason in ("stop", "length")
+    assert out.usage.prompt_tokens > 0 and 0 < out.usage.completion_tokens <= 5
+    assert out.usage.total_tokens == out.usage.prompt_tokens + out.usage.completion_tokens
+
+
+def test_streaming_pieces_add_up_to_the_full_answer(client):
+    full = client.chat.completions.create(model="run_b", messages=[{"role": "user", "content": "56-78="}], max_tokens=12)
+    stream = client.chat.completions.create(
+        model="run_b", messages=[{"role": "user", "content": "56-78="}], max_tokens=12, stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = list(stream)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text.strip() == full.choices[0].message.content
+    finals = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+    assert finals == [full.choices[0].finish_reason]
+    assert chunks[-1].usage.completion_tokens == full.usage.completion_tokens
+
+
+def test_completions_endpoint_streamed_and_not(client):
+    out = client.completions.create(model="run_a", prompt="3+4=", max_tokens=6)
+    assert out.object == "text_completion" and out.choices[0].text == _ask(client, "run_a", "3+4=", max_tokens=6)
+    streamed = "".join(c.choices[0].text for c in client.completions.create(model="run_a", prompt="3+4=", max_tokens=6, stream=True))
+    assert streamed.strip() == out.choices[0].text
+
+
+def test_concurrent_requests_are_batched_and_each_gets_its_own_answer(client, server):
+    prompts = [f"{a}+{b}=" for a in range(4) for b in range(5)]
+    models = ["run_a", "run_b"]
+    alone = {(m, p): _ask(client, m, p, max_tokens=8) for m in models for p in prompts}
+    with ThreadPoolExecutor(16) as pool:
+        futures = {(m, p): pool.submit(_ask, client, m, p, max_tokens=8) for m in models for p in prompts}
+        together = {k: f.result() for k, f in futures.items()}
+    assert together == alone
+
+
+def test_errors_are_openai_shaped_and_the_server_keeps_going(client, server):
+    with pytest.raises(openai.NotFoundError) as info:
+        _ask(client, "no-such-model", "1+1=")
+    assert "run_a" in str(info.value)  # says what is available
+    with pytest.raises(openai.BadRequestError, match="cap of 64"):
+        _ask(client, "run_a", "1+1=", max_tokens=65)
+    with pytest.raises(openai.BadRequestError, match="context"):
+        _ask(client, "run_a", "1+1= " * 400, max_tokens=8)
+    with pytest.raises(openai.BadRequestError, match="temperature"):
+        client.chat.completions.create(model="run_a", messages=[{"role": "user", "content": "x"}], temperature="hot")
+    with pytest.raises(openai.BadRequestError, match="last message must be from the user"):
+        client.chat.completions.create(model="run_a", messages=[{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}])
+    with pytest.raises(openai.BadRequestError, match=r"messages\[0\]: expected a user message"):
+        client.chat.completions.create(model="run_a", messages=[{"role": "assistant", "content": "x"}])
+    bad_key = openai.OpenAI(base_url=server["url"], api_key="wrong", max_retries=0)
+    with pytest.raises(openai.AuthenticationError):
+        _ask(bad_key, "run_a", "1+1=")
+    request = urllib.request.Request(server["url"] + "/chat/completions", data=b"{not json", method="POST",
+                                     headers={"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"})
+    with pytest.raises(urllib.error.HTTPError) as raw:
+        urllib.request.urlopen(request, timeout=30)
+    assert raw.value.code == 400
+    body = json.loads(raw.value.read())
+    assert set(body["error"]) == {"message", "type", "param", "code"} and "not valid JSON" in body["error"]["message"]
+    assert _ask(client, "run_a", "1+1=", max_tokens=4) is not None  # still serving
+
+
+def test_sampling_is_opt_in_and_seeded(client):
+    greedy = {_ask(client, "run_a", "9+9=", max_tokens=8) for _ in range(3)}
+    assert len(greedy) == 1
+    seeded = {_ask(client, "run_a", "9+9=", max_tokens=8, temperature=1.5, seed=7) for _ in range(3)}
+    assert len(seeded) == 1  # the same seed, the same answer
+
+
+def test_serve_command_binds_loopback_and_needs_a_run_or_model():
+    result = subprocess.run([TASKTUNE, "serve"], capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0 and "--run" in result.stderr
