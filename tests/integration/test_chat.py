@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import pty
 import select
 import subprocess
 import sys
+import termios
 import time
 from pathlib import Path
 
@@ -17,11 +19,20 @@ pytestmark = pytest.mark.integration
 TASKTUNE = str(Path(sys.executable).with_name("tasktune"))
 
 
+def _own_terminal() -> None:
+    """In the child: a new session whose controlling terminal is the pty, so that Ctrl-C
+    typed there is a SIGINT to the program, as in a real terminal."""
+    os.setsid()
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
 class Terminal:
     def __init__(self, *args: str):
         self.master, slave = pty.openpty()
         env = {**os.environ, "TQDM_DISABLE": "1", "OMP_NUM_THREADS": "1"}
-        self.proc = subprocess.Popen([TASKTUNE, *args], stdin=slave, stdout=slave, stderr=slave, env=env, close_fds=True)
+        self.proc = subprocess.Popen(
+            [TASKTUNE, *args], stdin=slave, stdout=slave, stderr=slave, env=env, close_fds=True, preexec_fn=_own_terminal
+        )
         os.close(slave)
         self.buffer = b""
 
@@ -77,6 +88,31 @@ def test_chat_quits_on_ctrl_d(tiny_model_dirs):
     try:
         term.read_until(b">>> ")
         term.send("\x04")
+        assert term.close() == 0
+    finally:
+        if term.proc.poll() is None:
+            term.proc.kill()
+
+
+def test_ctrl_c_stops_an_answer_and_the_chat_goes_on(tokenizer, tmp_path):
+    # A deeper tiny model with a long context, so that an answer streams for seconds.
+    from transformers import AutoModelForCausalLM, LlamaConfig
+
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=16,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=8192,
+                         pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.pad_token_id, tie_word_embeddings=True)
+    AutoModelForCausalLM.from_config(config).save_pretrained(tmp_path / "slow")
+    tokenizer.save_pretrained(tmp_path / "slow")
+    term = Terminal("chat", "--model", str(tmp_path / "slow"), "--max-new-tokens", "6000")
+    try:
+        term.read_until(b">>> ")
+        term.send("Tell me a long story\n")
+        term.read_until(b"story\r\n")  # the echo of the line
+        time.sleep(1.0)  # the answer is under way (6000 tokens take far longer)
+        term.send("\x03")
+        stopped = term.read_until(b">>> ", timeout=60)
+        assert b"[stopped]" in stopped
+        term.send("exit\n")
         assert term.close() == 0
     finally:
         if term.proc.poll() is None:

@@ -86,13 +86,14 @@ def plot_loss(path: Path, steps: list[int], losses: list[float], title: str) -> 
 
 
 def plot_metric(path: Path, series: dict[str, tuple[list[int], list[float]]], label: str, title: str) -> None:
-    """Held-out metric over steps, one line per series (e.g. overall and per category);
-    step 0 is the base model."""
+    """Held-out metric (on a 0-100 scale) over steps, one line per series (e.g. overall
+    and per category); step 0 is the base model."""
     plt, fig, ax = _figure([title, label, *series])
     for name, (steps, values) in series.items():
         ax.plot(steps, values, marker="o", markersize=3, linewidth=1.2, label=name)
     ax.set_xlabel("step (0: base model)")
     ax.set_ylabel(label)
+    ax.set_ylim(0, 100)  # exact match in percent and ROUGE/BLEU x 100 share one scale
     ax.set_title(title)
     ax.grid(alpha=0.3)
     if len(series) > 1:
