@@ -196,8 +196,10 @@ class TrainConfig:
     max_steps: int = 300
     """Optimizer steps."""
     max_minutes: float | None = None
-    """Also stop after this many minutes of training; the decay then follows whichever of
-    steps or time is further along, so it completes on a slow machine too. null: steps only."""
+    """A time budget for training: when the pace of the first steps (checked after 10 steps,
+    then every 10%) shows max_steps will not fit, the run is shortened to the steps that do
+    and the decay still ends at its floor; training stops at the budget in any case. A run
+    that fits ends on max_steps and reproduces exactly. null: steps only."""
     batch_size: int = 16
     """Examples per optimizer step (per process), before accumulation."""
     grad_accum: int = 1

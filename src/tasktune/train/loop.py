@@ -19,7 +19,7 @@ from tasktune.config import EncodingConfig, TrainConfig
 from tasktune.data.example import Example
 from tasktune.encoding import ChatEncoder, pad_right
 from tasktune.train.loss import count_supervised, supervised_loss_sum
-from tasktune.train.schedule import lr_at
+from tasktune.train.schedule import lr_at, steps_that_fit
 
 __all__ = ["StepInfo", "EncodeCounts", "make_accelerator", "train_steps"]
 
@@ -140,10 +140,18 @@ def train_steps(
     seconds = 0.0
     examples = tokens = supervised = 0
     deadline = 60.0 * cfg.max_minutes if cfg.max_minutes else float("inf")
+    # The schedule is a function of the step (runs reproduce); when max_minutes cannot
+    # hold max_steps at the pace measured so far, the run is shortened to what fits and
+    # the decay still ends at its floor. Checked after 10 steps, then every 10%.
+    total = cfg.max_steps
+    checks = {10} | {cfg.max_steps * k // 10 for k in range(1, 10)}
+    timed = 0.0
     try:
         for step in range(cfg.max_steps):
+            if step >= total:
+                break
             started = time.perf_counter()
-            lr = lr_at(step, cfg, seconds)
+            lr = lr_at(step, cfg, total)
             for group in optimizer.param_groups:
                 group["lr"] = lr * group["lr_scale"]
             parts = [next(batches) for _ in range(cfg.grad_accum)]
@@ -160,7 +168,15 @@ def train_steps(
             optimizer.zero_grad(set_to_none=True)
             examples += cfg.batch_size
             supervised += n_sup
-            seconds += time.perf_counter() - started
+            took = time.perf_counter() - started
+            seconds += took
+            timed += took if step else 0.0
+            if step + 1 in checks and step + 1 < total:
+                fits = steps_that_fit(step + 1, seconds, timed, step, cfg, total)
+                if fits < total:
+                    bar.write(f"train.max_minutes={cfg.max_minutes}: at this pace {fits} of {cfg.max_steps} steps fit; "
+                              "the schedule now ends there")
+                    total = fits
             bar.update(1)
             bar.set_postfix(loss=f"{loss_total:.4f}", lr=f"{lr:.2e}", ex_s=f"{examples / seconds:.1f}")
             yield StepInfo(step + 1, loss_total, lr, float(grad_norm), examples, tokens, supervised, seconds)

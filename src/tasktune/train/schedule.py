@@ -1,4 +1,4 @@
-"""Learning-rate schedule: linear warm-up, then cosine, linear or constant decay."""
+"""Learning-rate schedule: linear warm-up, then cosine, linear or constant decay, over a\nstep count that shrinks only when the time budget cannot hold it."""
 
 from __future__ import annotations
 
@@ -6,26 +6,46 @@ import math
 
 from tasktune.config import TrainConfig
 
-__all__ = ["lr_at"]
+__all__ = ["lr_at", "steps_that_fit"]
 
 
-def lr_at(step: int, cfg: TrainConfig, seconds: float = 0.0) -> float:
-    """Learning rate for optimizer step ``step`` (0-based) of ``cfg.max_steps``.
+def lr_at(step: int, cfg: TrainConfig, total: int | None = None) -> float:
+    """Learning rate for optimizer step ``step`` (0-based) of a run of ``total`` steps
+    (default ``cfg.max_steps``; the loop passes fewer when ``max_minutes`` cannot hold
+    them all, see :func:`steps_that_fit`).
 
     Warm-up rises linearly to ``cfg.lr`` over ``warmup_steps``; the decay then falls to
-    ``lr * min_lr_ratio`` at the last step, or at ``max_minutes`` of training
-    (``seconds`` so far) when that comes first.
+    ``lr * min_lr_ratio`` at the last step. A function of the step alone: a run that ends
+    on its step count reproduces exactly, however fast the machine ran that minute.
     """
+    total = cfg.max_steps if total is None else total
     if step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
     if cfg.schedule == "constant":
         return cfg.lr
-    span = max(1, cfg.max_steps - 1 - cfg.warmup_steps)
-    progress = (step - cfg.warmup_steps) / span
-    if cfg.max_minutes:
-        progress = max(progress, seconds / (60.0 * cfg.max_minutes))
-    progress = min(1.0, progress)
+    span = max(1, total - 1 - cfg.warmup_steps)
+    progress = min(1.0, (step - cfg.warmup_steps) / span)
     floor = cfg.lr * cfg.min_lr_ratio
     if cfg.schedule == "linear":
         return floor + (cfg.lr - floor) * (1.0 - progress)
     return floor + (cfg.lr - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def steps_that_fit(done: int, seconds: float, timed_seconds: float, timed_steps: int, cfg: TrainConfig, total: int) -> int:
+    """The run's step count, given its pace so far: ``total``, or fewer when the steps
+    left would not end within ``cfg.max_minutes``.
+
+    Args:
+        done: Steps taken.
+        seconds: Training seconds so far.
+        timed_seconds, timed_steps: The pace, measured over steps after the first (whose
+            allocations make it slow).
+        total: The current step count.
+    """
+    if not cfg.max_minutes or timed_steps < 1 or done >= total:
+        return total
+    per_step = timed_seconds / timed_steps
+    left = 60.0 * cfg.max_minutes - seconds
+    if per_step * (total - done) <= left:
+        return total
+    return max(done + 1, done + int(left / per_step))

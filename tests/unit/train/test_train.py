@@ -234,13 +234,33 @@ def test_lr_schedule_linear_and_constant():
     assert lr_at(0, one) == 1.0  # a single step trains at the peak
 
 
-def test_max_minutes_drives_the_decay_and_stops_training(tiny_model_dirs, tokenizer):
+def test_max_minutes_shortens_the_schedule_only_when_the_steps_do_not_fit(tiny_model_dirs, tokenizer):
+    from tasktune.train.schedule import steps_that_fit
+
     cfg = TrainConfig(max_steps=1000, lr=1e-3, warmup_steps=2, min_lr_ratio=0.1, max_minutes=1.0)
-    # Time further along than steps: the decay follows time and ends at the floor.
-    assert lr_at(10, cfg, seconds=30.0) == pytest.approx(1e-4 + 0.9e-3 * 0.5 * (1 + math.cos(math.pi * 0.5)))
-    assert lr_at(10, cfg, seconds=60.0) == pytest.approx(1e-4)
-    assert lr_at(10, cfg, seconds=0.0) == lr_at(10, replace(cfg, max_minutes=None))
+    # 10 steps in 5 s (0.5 s each after the first): 990 more need 495 s, 55 s are left.
+    assert steps_that_fit(10, 5.0, 4.5, 9, cfg, 1000) == 10 + 110
+    assert steps_that_fit(10, 5.0, 0.45, 9, cfg, 1000) == 1000  # fast enough: unchanged
+    assert steps_that_fit(10, 5.0, 4.5, 9, replace(cfg, max_minutes=None), 1000) == 1000
+    # The schedule is a function of the step and the run's step count, never of the clock.
+    assert lr_at(119, cfg, 120) == pytest.approx(1e-4)  # a shortened run still ends at the floor
+    assert lr_at(10, cfg) == lr_at(10, cfg, 1000)
     # A budget of ~0 seconds: the loop stops after its first step.
     model = _lora_model(tiny_model_dirs["llama"])
     _, steps = _train(model, tokenizer, "llama", replace(STEP_CFG, max_steps=50, max_minutes=1e-9))
     assert [info.step for info in steps] == [1]
+    # A budget that holds ~15 steps of 50: shortened at the 10-step check, decay to the floor.
+    model = _lora_model(tiny_model_dirs["llama"])
+    infos = []
+    for info in train_steps(model, make_accelerator(STEP_CFG, 0), ChatEncoder(tokenizer, template="chatml"),
+                            _stream(), replace(STEP_CFG, max_steps=50, max_minutes=None), EncodingConfig(), EncodeCounts()):
+        infos.append(info)
+        if info.step == 10:
+            break
+    pace = infos[-1].seconds / 10
+    budget = replace(STEP_CFG, max_steps=50, max_minutes=15 * pace / 60, warmup_steps=2, min_lr_ratio=0.0, schedule="linear")
+    model = _lora_model(tiny_model_dirs["llama"])
+    run = list(train_steps(model, make_accelerator(budget, 0), ChatEncoder(tokenizer, template="chatml"), _stream(),
+                           budget, EncodingConfig(), EncodeCounts()))
+    assert 10 < len(run) < 50
+    assert run[-1].lr == pytest.approx(0.0, abs=budget.lr / 10)  # the decay reached its end, not cut off
