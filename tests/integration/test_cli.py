@@ -310,3 +310,24 @@ def test_export_refuses_a_prefix_run_and_a_used_folder(tiny_model_dirs, tmp_path
     (used / "keep.txt").write_text("x")
     result = tasktune("export", "--run", str(llama_run), "--out", str(used))
     assert result.returncode == 1 and "not empty" in result.stderr
+
+
+def test_export_of_a_freeze_run_holds_its_trained_weights(tiny_model_dirs, tmp_path: Path):
+    run = tmp_path / "freeze_run"
+    trained = tasktune("train", str(CONFIG), f"model={tiny_model_dirs['qwen2']}", f"output_dir={run}", "adapter.method=freeze",
+                       "adapter.freeze.layers=1", "train.max_steps=2", "train.batch_size=2", "train.lr=1e-2",
+                       "eval.max_examples=2", "eval.base=false")
+    assert trained.returncode == 0, trained.stderr
+    out = tmp_path / "exported"
+    assert tasktune("export", "--run", str(run), "--out", str(out)).returncode == 0
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM
+
+    saved = load_file(str(run / "adapter" / "adapter_model.safetensors"))
+    assert saved and all(".layers.1." in name for name in saved)  # the last block's weights were trained
+    exported = AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32).state_dict()
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dirs["qwen2"], dtype=torch.float32).state_dict()
+    for name, tensor in saved.items():
+        key = next(k for k in exported if k.endswith(name.split("model.", 1)[-1]))
+        assert torch.equal(exported[key], tensor.float()), name
+        assert not torch.equal(base[key], tensor.float()), name
