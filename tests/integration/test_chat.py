@@ -96,12 +96,16 @@ def test_chat_quits_on_ctrl_d(tiny_model_dirs):
 
 def test_ctrl_c_stops_an_answer_and_the_chat_goes_on(tokenizer, tmp_path):
     # A deeper tiny model with a long context, so that an answer streams for seconds.
+    import torch
     from transformers import AutoModelForCausalLM, LlamaConfig
 
     config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=16,
                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=8192,
-                         pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.pad_token_id, tie_word_embeddings=True)
-    AutoModelForCausalLM.from_config(config).save_pretrained(tmp_path / "slow")
+                         pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.pad_token_id, tie_word_embeddings=False)
+    model = AutoModelForCausalLM.from_config(config)
+    with torch.no_grad():  # the end-of-turn token's logit is 0, below the top of 49k random ones: it never ends early
+        model.lm_head.weight[tokenizer.convert_tokens_to_ids("<|im_end|>")] = 0.0
+    model.save_pretrained(tmp_path / "slow")
     tokenizer.save_pretrained(tmp_path / "slow")
     term = Terminal("chat", "--model", str(tmp_path / "slow"), "--max-new-tokens", "6000")
     try:
