@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import TextIO
 
@@ -69,4 +71,8 @@ def chat(
     else:
         loaded = load_base(load_config(None, ([f"model={model}"] if model else []) + list(overrides or [])))
     budget = max_new_tokens or max_new_tokens_for(loaded.cfg, loaded.tokenizer, [])
+    if threading.current_thread() is threading.main_thread():
+        # Ctrl-C stops an answer even when the shell started us with SIGINT ignored
+        # (a background job of a script), where Python would not raise KeyboardInterrupt.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     chat_loop(loaded, budget)
