@@ -19,6 +19,7 @@ from tasktune.model import check_quantization, load_model, load_tokenizer, pick_
 __all__ = [
     "Loaded",
     "load_base",
+    "run_config",
     "load_run",
     "max_new_tokens_for",
     "presented",
@@ -63,8 +64,8 @@ def load_base(
     return Loaded(cfg, model, tokenizer, encoder)
 
 
-def load_run(run_dir: str | Path, overrides: list[str] | None = None) -> Loaded:
-    """Load a finished run: its resolved config, base model and trained adapter.
+def run_config(run_dir: str | Path, overrides: list[str] | None = None) -> RunConfig:
+    """A finished run's resolved config (config.yaml), with ``overrides`` applied.
 
     Raises:
         FileNotFoundError: ``run_dir`` is not a run folder.
@@ -72,9 +73,18 @@ def load_run(run_dir: str | Path, overrides: list[str] | None = None) -> Loaded:
     d = Path(run_dir)
     if not (d / "config.yaml").is_file():
         raise FileNotFoundError(f"{d}: not a tasktune run folder (config.yaml missing); train one with `tasktune train CONFIG`")
-    cfg = load_config(d / "config.yaml", overrides)
+    return load_config(d / "config.yaml", overrides)
+
+
+def load_run(run_dir: str | Path, overrides: list[str] | None = None) -> Loaded:
+    """Load a finished run: its resolved config, base model and trained adapter.
+
+    Raises:
+        FileNotFoundError: ``run_dir`` is not a run folder.
+    """
+    cfg = run_config(run_dir, overrides)
     loaded = load_base(cfg)
-    loaded.model = load_adapter(loaded.model, cfg.adapter.method, d / "adapter")
+    loaded.model = load_adapter(loaded.model, cfg.adapter.method, Path(run_dir) / "adapter")
     return loaded
 
 

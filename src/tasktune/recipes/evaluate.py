@@ -7,9 +7,8 @@ import gc
 import json
 from pathlib import Path
 
-from tasktune.config import load_config
 from tasktune.data import build_datasets
-from tasktune.recipes.common import evaluate_examples, headline_metric, load_base, load_run, metric_text
+from tasktune.recipes.common import evaluate_examples, headline_metric, load_base, load_run, metric_text, run_config
 from tasktune.recipes.finetune import merge_categories, run_summary
 from tasktune.report import read_log, write_json, write_jsonl, write_report
 
@@ -60,13 +59,10 @@ def evaluate_runs(run_dirs: list[str | Path], overrides: list[str] | None = None
     dirs = [Path(d) for d in run_dirs]
     if not dirs:
         raise ValueError("give at least one run folder: tasktune eval --run runs/NAME [--run runs/OTHER ...]")
-    for d in dirs:
-        if not (d / "config.yaml").is_file():
-            raise FileNotFoundError(f"{d}: not a tasktune run folder (config.yaml missing); train one with `tasktune train CONFIG`")
-    first = load_config(dirs[0] / "config.yaml", overrides)
+    cfgs = [run_config(d, overrides) for d in dirs]
+    first = cfgs[0]
     data = build_datasets(first.data, first.eval.max_examples, first.eval.seed, first.seed)
     metric = headline_metric(first, data.eval)
-    cfgs = [load_config(d / "config.yaml", overrides) for d in dirs]
     distinct = list(dict.fromkeys(_base_key(c) for c in cfgs))
     columns: dict[str, dict] = {}
     base_of: dict[tuple, dict] = {}

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from tasktune.config import RunConfig, load_config
 from tasktune.encoding import ChatEncoder
-from tasktune.recipes.common import Loaded, load_base, load_run, max_new_tokens_for, presented
+from tasktune.recipes.common import Loaded, load_base, load_run, max_new_tokens_for, presented, run_config
 from tasktune.serve import Served, serve_forever
 
 __all__ = ["load_served", "serve"]
@@ -51,11 +51,7 @@ def load_served(run_dirs: list[str | Path], model: str | None = None, overrides:
         cfg = load_config(None, ([f"model={model}"] if model else []) + list(overrides or []))
         loaded = load_base(cfg)
         return [_served(cfg.model, loaded, None, False, max_new_tokens_for(cfg, loaded.tokenizer, []))]
-    cfgs = []
-    for d in dirs:
-        if not (d / "config.yaml").is_file():
-            raise FileNotFoundError(f"{d}: not a tasktune run folder (config.yaml missing); train one with `tasktune train CONFIG`")
-        cfgs.append(load_config(d / "config.yaml", overrides))
+    cfgs = [run_config(d, overrides) for d in dirs]
     groups: dict[tuple, list[int]] = {}
     for i, cfg in enumerate(cfgs):
         if cfg.adapter.method == "lora":
@@ -75,7 +71,7 @@ def load_served(run_dirs: list[str | Path], model: str | None = None, overrides:
             cfg = cfgs[i]
             encoder = ChatEncoder(base.tokenizer, cfg.encoding.template, cfg.encoding.system_prompt)
             loaded = Loaded(cfg, model, base.tokenizer, encoder)
-            served.append(_served(names[i], loaded, names[i], True, cfg.generate.max_new_tokens or 256))
+            served.append(_served(names[i], loaded, names[i], True, max_new_tokens_for(cfg, base.tokenizer, [])))
         if first.model not in {s.name for s in served}:
             base_cfg = replace(first, data=replace(first.data, task="file"))  # the base shows raw answers
             loaded = Loaded(base_cfg, model, base.tokenizer, base.encoder)
@@ -83,7 +79,7 @@ def load_served(run_dirs: list[str | Path], model: str | None = None, overrides:
     for i, cfg in enumerate(cfgs):
         if cfg.adapter.method != "lora":
             loaded = load_run(dirs[i], overrides)
-            served.append(_served(names[i], loaded, None, False, cfg.generate.max_new_tokens or 256))
+            served.append(_served(names[i], loaded, None, False, max_new_tokens_for(cfg, loaded.tokenizer, [])))
     return served
 
 

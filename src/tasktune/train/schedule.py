@@ -1,4 +1,5 @@
-"""Learning-rate schedule: linear warm-up, then cosine, linear or constant decay, over a\nstep count that shrinks only when the time budget cannot hold it."""
+"""Learning-rate schedule: linear warm-up, then cosine, linear or constant decay, over a
+step count that shrinks only when the time budget cannot hold it."""
 
 from __future__ import annotations
 

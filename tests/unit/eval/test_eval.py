@@ -65,6 +65,23 @@ def test_extract_number_none(text):
         ("１８１", "181", True),
         ("I don't know", "181", False),
         ("181", "no number", False),
+        # Word-problem answers: GSM8K's #### N, \boxed, Math23K fractions and percentages.
+        ("Step 1 ... #### 18", "#### 18", True),
+        ("The answer is 18.", "18", True),
+        ("#### 17", "18", False),
+        ("\\boxed{0.75}", "3/4", True),
+        ("3/4", "((3)/(4))", True),
+        ("0.33", "1/3", True),  # a decimal with at least two places that rounds to it
+        ("0.333", "1/3", True),
+        ("0.3", "1/3", False),  # one place is not enough for a fraction answer
+        ("0.34", "1/3", False),
+        ("2/6", "1/3", True),  # fractions by value
+        ("22/3", "7((1)/(3))", True),
+        ("7.33", "7((1)/(3))", True),
+        ("0.4", "40%", True),
+        ("40%", "40%", True),
+        ("41%", "40%", False),
+        ("$1,800", "1800", True),
     ],
 )
 def test_matches_value(prediction, reference, ok):
