@@ -196,10 +196,11 @@ class TrainConfig:
     max_steps: int = 300
     """Optimizer steps."""
     max_minutes: float | None = None
-    """A time budget for training: when the pace of the first steps (checked after 10 steps,
-    then every 10%) shows max_steps will not fit, the run is shortened to the steps that do
-    and the decay still ends at its floor; training stops at the budget in any case. A run
-    that fits ends on max_steps and reproduces exactly. null: steps only."""
+    """A time budget for training: when the recent pace (checked every 10% of max_steps)
+    shows max_steps will not fit, the run is shortened to the steps that do and the decay
+    still ends at its floor; a later check may give steps back. Training stops at the
+    budget in any case. A run that fits ends on max_steps and reproduces exactly. null:
+    steps only."""
     batch_size: int = 16
     """Examples per optimizer step (per process), before accumulation."""
     grad_accum: int = 1

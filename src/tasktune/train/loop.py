@@ -141,11 +141,13 @@ def train_steps(
     examples = tokens = supervised = 0
     deadline = 60.0 * cfg.max_minutes if cfg.max_minutes else float("inf")
     # The schedule is a function of the step (runs reproduce); when max_minutes cannot
-    # hold max_steps at the pace measured so far, the run is shortened to what fits and
-    # the decay still ends at its floor. Checked after 10 steps, then every 10%.
+    # hold max_steps at the recent pace, the run is shortened to what fits and the decay
+    # still ends at its floor. Checked every 10% of max_steps on the pace since the last
+    # check (the first steps, slow while memory is allocated, never decide alone); a
+    # later check may give back steps a passing slowdown took.
     total = cfg.max_steps
-    checks = {10} | {cfg.max_steps * k // 10 for k in range(1, 10)}
-    timed = 0.0
+    checks = {cfg.max_steps * k // 10 for k in range(1, 10)} - {0, 1}
+    window, window_steps = 0.0, 0
     try:
         for step in range(cfg.max_steps):
             if step >= total:
@@ -170,13 +172,15 @@ def train_steps(
             supervised += n_sup
             took = time.perf_counter() - started
             seconds += took
-            timed += took if step else 0.0
+            if step:  # the first step, slow while memory is allocated, is not the pace
+                window, window_steps = window + took, window_steps + 1
             if step + 1 in checks and step + 1 < total:
-                fits = steps_that_fit(step + 1, seconds, timed, step, cfg, total)
-                if fits < total:
+                fits = steps_that_fit(step + 1, seconds, window, window_steps, cfg, cfg.max_steps)
+                if fits != total:
                     bar.write(f"train.max_minutes={cfg.max_minutes}: at this pace {fits} of {cfg.max_steps} steps fit; "
                               "the schedule now ends there")
                     total = fits
+                window, window_steps = 0.0, 0
             bar.update(1)
             bar.set_postfix(loss=f"{loss_total:.4f}", lr=f"{lr:.2e}", ex_s=f"{examples / seconds:.1f}")
             yield StepInfo(step + 1, loss_total, lr, float(grad_norm), examples, tokens, supervised, seconds)

@@ -39,9 +39,8 @@ def steps_that_fit(done: int, seconds: float, timed_seconds: float, timed_steps:
     Args:
         done: Steps taken.
         seconds: Training seconds so far.
-        timed_seconds, timed_steps: The pace, measured over steps after the first (whose
-            allocations make it slow).
-        total: The current step count.
+        timed_seconds, timed_steps: The recent pace: seconds over that many steps.
+        total: The step count planned (the loop passes ``max_steps``).
     """
     if not cfg.max_minutes or timed_steps < 1 or done >= total:
         return total

@@ -249,7 +249,7 @@ def test_max_minutes_shortens_the_schedule_only_when_the_steps_do_not_fit(tiny_m
     model = _lora_model(tiny_model_dirs["llama"])
     _, steps = _train(model, tokenizer, "llama", replace(STEP_CFG, max_steps=50, max_minutes=1e-9))
     assert [info.step for info in steps] == [1]
-    # A budget that holds ~15 steps of 50: shortened at the 10-step check, decay to the floor.
+    # A budget that holds ~15 steps of 50: shortened at a 10% check, decay to the floor.
     model = _lora_model(tiny_model_dirs["llama"])
     infos = []
     for info in train_steps(model, make_accelerator(STEP_CFG, 0), ChatEncoder(tokenizer, template="chatml"),
