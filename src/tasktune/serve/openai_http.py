@@ -270,11 +270,17 @@ class _Handler(BaseHTTPRequestHandler):
             job.cancelled.set()  # the client left: the worker stops this answer
 
 
+class _Server(ThreadingHTTPServer):
+    # Each response closes its connection (HTTP/1.0), so concurrent clients reconnect all
+    # the time; the socketserver default backlog of 5 resets connections under 16 clients.
+    request_queue_size = 128
+
+
 def make_server(engine: Engine, host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None,
                 max_tokens_cap: int = 512) -> ThreadingHTTPServer:
     """A threaded HTTP server bound to ``host:port`` (port 0: any free port)."""
     handler = type("Handler", (_Handler,), {"engine": engine, "api_key": api_key, "max_tokens_cap": max_tokens_cap})
-    server = ThreadingHTTPServer((host, port), handler)
+    server = _Server((host, port), handler)
     server.daemon_threads = True
     return server
 
