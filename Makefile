@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/tasktune train configs/arith_lora.yaml
+	$(BIN)/tasktune train configs/arith_lora.yaml --overwrite
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

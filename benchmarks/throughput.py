@@ -25,7 +25,7 @@ from tasktune.config import load_config
 from tasktune.data import build_datasets
 from tasktune.encoding import ChatEncoder
 from tasktune.recipes.common import load_base
-from tasktune.train import EncodeCounts, make_accelerator, train_steps
+from tasktune.train import LoopState, make_accelerator, train_steps
 
 
 def main() -> int:
@@ -50,7 +50,7 @@ def main() -> int:
         adapter = get_adapter(cfg.adapter.method)
         model = adapter.apply(copy.deepcopy(loaded.model), cfg.adapter)
         groups = adapter.param_groups(model, cfg.adapter)
-        steps = train_steps(model, accelerator, encoder, data.train, cfg.train, cfg.encoding, EncodeCounts(), groups)
+        steps = train_steps(model, accelerator, encoder, data.train, cfg.train, cfg.encoding, LoopState(), groups)
         runs.append({"steps": steps, "examples": 0, "seconds": 0.0, "last": None})
     del loaded
 

@@ -19,7 +19,7 @@ from tasktune.adapters import get_adapter
 from tasktune.config import load_config
 from tasktune.data import build_datasets
 from tasktune.recipes.common import evaluate_examples, load_base
-from tasktune.train import EncodeCounts, make_accelerator, train_steps
+from tasktune.train import LoopState, make_accelerator, train_steps
 
 
 def main() -> int:
@@ -36,7 +36,7 @@ def main() -> int:
     model = loaded.model = adapter.apply(loaded.model, cfg.adapter)
     groups = adapter.param_groups(model, cfg.adapter)
     rows: list[dict] = []
-    for info in train_steps(model, accelerator, loaded.encoder, data.train, cfg.train, cfg.encoding, EncodeCounts(), groups):
+    for info in train_steps(model, accelerator, loaded.encoder, data.train, cfg.train, cfg.encoding, LoopState(), groups):
         if info.step % args.every and info.step != cfg.train.max_steps:
             continue
         summary, rows = evaluate_examples(loaded, data.eval, None)

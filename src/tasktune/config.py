@@ -77,10 +77,16 @@ class ArithmeticConfig:
     """Places the exact quotient is rounded to (half up); canonical: 8.4, never 8.40."""
     prompt_format: Literal["bare", "zh_pairs"] = "bare"
     """bare: `98+83=`; zh_pairs: one of the tutorial's eight Chinese pairs, e.g. `口算: 98+83= 解:`."""
-    answer_format: Literal["value", "equation", "reversed"] = "value"
+    division: Literal["decimal", "remainder"] = "decimal"
+    """decimal: the exact quotient rounded to `division_places` (`17/5=3.4`); remainder: integer
+    quotient and remainder (`17/5=3 R 2`), checked as the pair. Decimal operands always get decimal."""
+    answer_format: Literal["value", "equation", "reversed", "spaced", "steps"] = "value"
     """value: `181`; equation: the tutorial's `98+83=181`; reversed: the model learns the digits
     least significant first (`-64` as `-46`), so each carry or borrow comes after the digits it
-    depends on; eval, predict and chat restore the normal value before anyone sees it."""
+    depends on; spaced: one digit per word (`1 8 1`); reversed and spaced are restored to the
+    normal value before anyone sees them (eval, predict, chat, server). steps: a short worked
+    product for *, one partial product per digit of the second operand, as Goat does
+    (`47*86=47*80+47*6=3760+282=4042`); other operations answer with the value."""
 
 
 @dataclass(frozen=True)
@@ -482,6 +488,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             raise FileNotFoundError(f"config file not found: {p}")
         try:
             loaded = yaml.safe_load(p.read_text(encoding="utf-8-sig"))
+        except UnicodeDecodeError as exc:
+            raise ConfigError(source, [f"not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8"]) from None
         except yaml.YAMLError as exc:
             raise ConfigError(source, [f"not valid YAML: {exc}"]) from None
         if loaded is not None and not isinstance(loaded, dict):

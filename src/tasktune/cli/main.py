@@ -31,6 +31,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="evaluate the base model, fine-tune, evaluate again, write the run folder")
     p.add_argument("config", help="YAML config (see `tasktune config`)")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. train.max_steps=100 output_dir=runs/x")
+    again = p.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true",
+                       help="continue the run in output_dir from its newest complete checkpoint (train.save_every)")
+    again.add_argument("--overwrite", action="store_true", help="delete a run already in output_dir and start over")
 
     p = sub.add_parser("eval", help="the base model and one or more runs side by side on the first run's held-out set")
     p.add_argument("--run", required=True, action="append", help="run folder written by `tasktune train`; repeat to compare runs")
@@ -102,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
     from tasktune import recipes
 
     if args.command == "train":
-        recipes.finetune(load_config(args.config, args.overrides))
+        recipes.finetune(load_config(args.config, args.overrides), resume=args.resume, overwrite=args.overwrite)
     elif args.command == "eval":
         recipes.evaluate_runs(args.run, args.overrides)
     elif args.command == "predict":
@@ -138,6 +142,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return run(args)
     except (ConfigError, FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except RuntimeError as exc:
+        from tasktune.train import TrainingStopped
+
+        if not isinstance(exc, TrainingStopped):
+            raise
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

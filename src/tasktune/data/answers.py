@@ -19,13 +19,14 @@ import unicodedata
 from decimal import Decimal
 from fractions import Fraction
 
-__all__ = ["extract_answer", "parse_value", "decimal_places", "stated_answer"]
+__all__ = ["extract_answer", "parse_value", "decimal_places", "stated_answer", "remainder_pair"]
 
 _FRAC_TEX = re.compile(r"\\[dt]?frac\{\s*(-?\d+(?:\.\d+)?)\s*\}\{\s*(\d+(?:\.\d+)?)\s*\}")
 # A number or fraction in parentheses: Math23K writes 1/3 as ((1)/(3)).
 _PARENS = re.compile(r"\(\s*(-?\d+(?:\.\d+)?(?:\s*/\s*\d+(?:\.\d+)?)?)\s*\)")
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:\s*/\s*\d+(?:\.\d+)?)?%?")
 _MIXED = re.compile(r"^(-?\d+)\(\((\d+)\)/\((\d+)\)\)$")
+_REMAINDER = re.compile(r"(-?\d+)\s*R\s*(\d+)")
 
 
 def _normalise(text: str) -> str:
@@ -115,3 +116,15 @@ def _canonical_decimal(text: str) -> str:
     """``8.40`` -> ``8.4``, ``-0`` -> ``0``, ``1.0`` -> ``1``."""
     value = Decimal(text).normalize()
     return "0" if value == 0 else format(value, "f")
+
+
+def remainder_pair(text: str, whole: bool = False) -> tuple[int, int] | None:
+    """Quotient and remainder stated as ``Q R r`` (``17/5=3 R 2`` -> (3, 2)), the last
+    one in ``text``; with ``whole``, only when the whole text is that answer. None if
+    there is none."""
+    text = _normalise(text).strip()
+    if whole:
+        found = _REMAINDER.fullmatch(text)
+        return (int(found[1]), int(found[2])) if found else None
+    pairs = _REMAINDER.findall(text)
+    return (int(pairs[-1][0]), int(pairs[-1][1])) if pairs else None

@@ -7,7 +7,8 @@ Canonical number format (the rule every answer and operand follows):
   ``8.4`` (never ``8.40`` or ``8.399999``), ``12`` (never ``12.0``);
 * signs are kept: ``3-8=-5``; zero is ``0``, never ``-0``;
 * division gives the exact quotient rounded half up to ``division_places``:
-  ``10/3=3.33``, ``2/3=0.67``, ``-1/8=-0.13``.
+  ``10/3=3.33``, ``2/3=0.67``, ``-1/8=-0.13``; with ``division: remainder`` integer
+  problems answer quotient and remainder instead: ``17/5=3 R 2``, ``15/5=3 R 0``.
 
 Held-out problems are drawn first from their own seed; training problems skip any
 (a, op, b) among them, so no eval problem is ever trained on.
@@ -16,6 +17,7 @@ Held-out problems are drawn first from their own seed; training problems skip an
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass
 from decimal import Decimal, Inexact, localcontext
 from fractions import Fraction
@@ -33,6 +35,8 @@ __all__ = [
     "to_example",
     "reverse_digits",
     "restore_answer",
+    "reference_answer",
+    "worked_product",
     "eval_problems",
     "train_problems",
 ]
@@ -157,19 +161,62 @@ def reverse_digits(text: str) -> str:
 
 def restore_answer(text: str, cfg: ArithmeticConfig) -> str:
     """What a person should see of a model answer in ``cfg.answer_format``: the
-    normal value for ``reversed``, the text unchanged otherwise."""
-    return reverse_digits(text) if cfg.answer_format == "reversed" else text
+    normal value for ``reversed`` and ``spaced``, the text unchanged otherwise."""
+    if cfg.answer_format == "reversed":
+        return reverse_digits(text)
+    if cfg.answer_format == "spaced":
+        return re.sub(r"(?<=[\d.-]) (?=[\d.])", "", text.strip())
+    return text
+
+
+def reference_answer(problem: Problem, cfg: ArithmeticConfig) -> str:
+    """The checked answer: the canonical value, or ``Q R r`` for an integer division
+    with ``division: remainder``."""
+    if problem.op == "/" and cfg.division == "remainder" and _is_integer(problem):
+        q, r = divmod(int(problem.a), int(problem.b))
+        return f"{q} R {r}"
+    return canonical(solve(problem, cfg.division_places))
+
+
+def _is_integer(problem: Problem) -> bool:
+    return problem.a == problem.a.to_integral_value() and problem.b == problem.b.to_integral_value()
+
+
+def worked_product(problem: Problem) -> str | None:
+    """Goat-style steps for an integer ``a*b``: one partial product per nonzero digit of
+    ``b``, then their sum (``47*86`` -> ``47*80+47*6=3760+282=4042``); None when there
+    is only one partial product (the value is the whole answer) or the operands are not
+    integers."""
+    if problem.op != "*" or not _is_integer(problem):
+        return None
+    a, b = int(problem.a), int(problem.b)
+    digits = str(b)
+    parts = [int(d) * 10 ** (len(digits) - 1 - i) for i, d in enumerate(digits) if d != "0"]
+    if len(parts) < 2:
+        return None
+    terms = "+".join(f"{a}*{p}" for p in parts)
+    products = "+".join(str(a * p) for p in parts)
+    return f"{terms}={products}={a * b}"
 
 
 def to_example(problem: Problem, rng: random.Random, cfg: ArithmeticConfig) -> Example:
     """Render a problem in the configured prompt and answer formats."""
-    value = canonical(solve(problem, cfg.division_places))
+    value = reference_answer(problem, cfg)
     if cfg.prompt_format == "zh_pairs":
         ask, reply = rng.choice(ZH_PAIRS)
         prompt = f"{ask}: {problem.text} {reply}:"
     else:
         prompt = problem.text
-    response = {"equation": problem.text + value, "reversed": reverse_digits(value)}.get(cfg.answer_format, value)
+    if cfg.answer_format == "equation":
+        response = problem.text + value
+    elif cfg.answer_format == "reversed":
+        response = reverse_digits(value)
+    elif cfg.answer_format == "spaced":
+        response = " ".join(value.replace(" R ", "R"))
+    elif cfg.answer_format == "steps":
+        response = worked_product(problem) or value
+    else:
+        response = value
     return Example(prompt=prompt, response=response, answer=value, category=category(problem))
 
 

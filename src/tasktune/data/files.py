@@ -68,7 +68,10 @@ def read_rows(path: str | Path, fmt: FileFormat = "auto") -> tuple[list[tuple[in
         return list(enumerate(data, start=1)), []
     rows: list[tuple[int, Any]] = []
     problems: list[tuple[int, str]] = []
-    for lineno, line in enumerate(text.splitlines(), start=1):
+    # Lines end at "\n" (or "\r\n") only: str.splitlines would also split inside a JSON
+    # string at U+2028, U+0085 and others, which JSON writers leave unescaped.
+    for lineno, line in enumerate(text.split("\n"), start=1):
+        line = line.removesuffix("\r")
         if not line.strip():
             continue
         try:

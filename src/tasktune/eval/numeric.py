@@ -6,7 +6,9 @@ It matches the reference when it lies within half a unit of the reference's last
 decimal place (reference ``8.4``: anything in (8.35, 8.45); ``181``: (180.5, 181.5)).
 A fraction reference (Math23K's ``((1)/(3))``) has no last place: a fraction answer
 must equal it, a decimal answer with at least two places must round to it
-(``0.33`` and ``0.333`` match 1/3, ``0.3`` does not).
+(``0.33`` and ``0.333`` match 1/3, ``0.3`` does not). A quotient-and-remainder
+reference (``3 R 2``) matches the last ``Q R r`` of the response when both are equal;
+a response of the bare quotient matches a zero remainder (``3`` for ``3 R 0``).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 from decimal import Decimal
 from fractions import Fraction
 
-from tasktune.data.answers import decimal_places, extract_answer, parse_value
+from tasktune.data.answers import decimal_places, extract_answer, parse_value, remainder_pair
 
 __all__ = ["extract_number", "matches_value", "is_correct"]
 
@@ -38,6 +40,14 @@ def _half_unit(places: int) -> Fraction:
 def matches_value(prediction: str, reference: str) -> bool:
     """True when the final answer of ``prediction`` equals that of ``reference`` by
     value (see the module docstring)."""
+    pair = remainder_pair(reference, whole=True)
+    if pair is not None:
+        got_pair = remainder_pair(prediction)
+        if got_pair is None:
+            got_text = extract_answer(prediction)
+            got = parse_value(got_text) if got_text else None
+            got_pair = (int(got), 0) if got is not None and got.denominator == 1 else None
+        return got_pair == pair
     ref_text, got_text = extract_answer(reference), extract_answer(prediction)
     if ref_text is None or got_text is None:
         return False

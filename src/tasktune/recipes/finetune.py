@@ -3,22 +3,29 @@
 from __future__ import annotations
 
 import json
+import shutil
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import torch
 import yaml
 from tqdm.auto import tqdm
 
 from tasktune.adapters import get_adapter
-from tasktune.checkpoint import save_adapter
+from tasktune.checkpoint import latest_checkpoint, load_checkpoint, save_adapter, save_checkpoint
 from tasktune.config import RunConfig, config_to_dict
 from tasktune.data import build_datasets
 from tasktune.recipes.common import Loaded, evaluate_examples, headline_metric, load_base, max_new_tokens_for, metric_text
 from tasktune.report import read_log, write_json, write_jsonl, write_report
-from tasktune.train import EncodeCounts, StepInfo, make_accelerator, train_steps
+from tasktune.train import LoopState, NonFiniteLoss, StepInfo, TrainingStopped, make_accelerator, train_steps
 
-__all__ = ["finetune", "run_summary", "merge_categories", "decoding"]
+__all__ = ["finetune", "run_summary", "merge_categories", "decoding", "RUN_FILES"]
+
+RUN_FILES = ("config.yaml", "train_log.jsonl", "metrics.json", "predictions.jsonl", "report.md", "loss.png",
+             "eval.png", "adapter", "checkpoint-best", "eval_metrics.json", "eval_predictions.jsonl")
+"""What `tasktune train` writes into a run folder, besides checkpoint-STEP/ folders."""
 
 
 def run_summary(cfg: RunConfig) -> dict[str, str]:
@@ -130,36 +137,64 @@ def _evaluate_during(
     return cfg.train.stop_at is not None and row[metric] >= cfg.train.stop_at
 
 
+def _advice(cfg: RunConfig) -> str:
+    return (f"out of memory (train.batch_size={cfg.train.batch_size}, encoding.max_length={cfg.encoding.max_length}): "
+            "lower train.batch_size and raise train.grad_accum to keep the same batch, lower encoding.max_length, "
+            "set train.gradient_checkpointing: true, or load the base quantized (quantization: int8)")
+
+
 def _train(
-    cfg: RunConfig, model, accelerator, loaded: Loaded, data, counts: EncodeCounts, out: Path, metric: str
+    cfg: RunConfig, model, accelerator, loaded: Loaded, data, state: LoopState, out: Path, metric: str,
+    evals: list[dict], extra: dict,
 ) -> TrainResult:
     """Run the training loop; log every ``train.log_every`` steps (and the last) to
-    train_log.jsonl, save a checkpoint every ``train.save_every`` steps, and evaluate
-    every ``eval.every`` steps, keeping the best as checkpoint-best/ and stopping once
-    ``train.stop_at`` is reached."""
+    train_log.jsonl, save a resumable checkpoint every ``train.save_every`` steps, and
+    evaluate every ``eval.every`` steps, keeping the best as checkpoint-best/ and
+    stopping once ``train.stop_at`` is reached. ``evals`` holds a resumed run's earlier
+    evaluations; ``extra`` is saved in every checkpoint (with ``evals``).
+
+    Raises:
+        TrainingStopped: the loss went nan/inf, or memory ran out; the message names
+            the step, the last good checkpoint and what to change.
+    """
     main = accelerator.is_main_process
     groups = get_adapter(cfg.adapter.method).param_groups(model, cfg.adapter)
     held_out = data.eval[: cfg.eval.every_examples] if cfg.eval.every_examples else data.eval
-    evals: list[dict] = []
-    with (out / "train_log.jsonl").open("w", encoding="utf-8") as log:
-        steps = train_steps(model, accelerator, loaded.encoder, data.train, cfg.train, cfg.encoding, counts, groups)
-        last = None
-        stopped = False
-        for info in steps:
-            last = info
-            if main and info.step % cfg.train.log_every == 0:
-                log.write(json.dumps(_log_row(info)) + "\n")
-                log.flush()
-            if main and cfg.train.save_every and info.step % cfg.train.save_every == 0 and info.step < cfg.train.max_steps:
-                save_adapter(model, cfg.adapter.method, out / f"checkpoint-{info.step}")
-            if cfg.eval.every and info.step % cfg.eval.every == 0 and info.step < cfg.train.max_steps:
-                if main and _evaluate_during(cfg, loaded, model, held_out, info, metric, evals, log, out):
-                    accelerator.set_trigger()
-                if accelerator.check_trigger():  # every process stops at the same step
-                    stopped = True
-                    steps.close()
-                    break
-        assert last is not None  # max_steps >= 1 is validated
+    last = None
+    stopped = False
+    # Only the main process has the log open (another's "w" would truncate it).
+    opened = (out / "train_log.jsonl").open("a" if state.step else "w", encoding="utf-8") if main else nullcontext()
+    with opened as log:
+        steps = train_steps(model, accelerator, loaded.encoder, data.train, cfg.train, cfg.encoding, state, groups)
+        try:
+            for info in steps:
+                last = info
+                if main and info.step % cfg.train.log_every == 0:
+                    log.write(json.dumps(_log_row(info)) + "\n")
+                    log.flush()
+                if cfg.eval.every and info.step % cfg.eval.every == 0 and info.step < cfg.train.max_steps:
+                    if main and _evaluate_during(cfg, loaded, model, held_out, info, metric, evals, log, out):
+                        accelerator.set_trigger()
+                    if accelerator.check_trigger():  # every process stops at the same step
+                        stopped = True
+                        steps.close()
+                        break
+                if cfg.train.save_every and info.step % cfg.train.save_every == 0 and info.step < cfg.train.max_steps:
+                    if main:
+                        log.flush()
+                    save_checkpoint(out, model, cfg.adapter.method, state, {**extra, "evals": evals},
+                                    accelerator.process_index, accelerator.wait_for_everyone)
+        except NonFiniteLoss as exc:
+            good = latest_checkpoint(out)
+            where = (f"the last good checkpoint is {good}; continue from it with `tasktune train CONFIG --resume` "
+                     "after lowering train.lr or raising train.warmup_steps" if good else
+                     "no checkpoint was saved (train.save_every); lower train.lr or raise train.warmup_steps and start over")
+            raise TrainingStopped(f"training stopped: {exc}; {where}") from None
+        except (torch.OutOfMemoryError, MemoryError):
+            raise TrainingStopped(f"training stopped at step {state.step + 1}: {_advice(cfg)}") from None
+        if last is None:
+            raise TrainingStopped(f"{out}: the run had already reached train.max_steps={cfg.train.max_steps} "
+                                  f"at step {state.step}; nothing left to train")
         if main and last.step % cfg.train.log_every:
             log.write(json.dumps(_log_row(last)) + "\n")  # the last step, always logged
     if stopped and main:
@@ -168,22 +203,96 @@ def _train(
     return TrainResult(last, metric, evals, stopped)
 
 
-def finetune(cfg: RunConfig) -> dict:
+def _prepare_folder(out: Path, resume: bool, overwrite: bool) -> Path | None:
+    """Check the run folder against the flags; returns the checkpoint to resume from.
+
+    Raises:
+        ValueError: the folder holds a run and neither flag was given, or ``resume``
+            finds nothing to resume.
+    """
+    held = out.is_dir() and (any((out / name).exists() for name in RUN_FILES) or latest_checkpoint(out) is not None)
+    if resume:
+        if (out / "metrics.json").is_file():
+            raise ValueError(f"{out}: this run has finished (metrics.json); nothing to resume. "
+                             "Start over with --overwrite, or give another output_dir")
+        found = latest_checkpoint(out)
+        if found is None:
+            raise ValueError(f"{out}: no complete checkpoint-STEP/ to resume from (train.save_every writes them); "
+                             "start over with --overwrite")
+        return found
+    if held and not overwrite:
+        raise ValueError(f"{out} already holds a run; continue it with --resume, start over with --overwrite "
+                         "(deletes that run's files), or give another output_dir=...")
+    if held:
+        for name in RUN_FILES:
+            path = out / name
+            shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+        for path in list(out.glob("checkpoint-*")) + list(out.glob(".checkpoint-*")):
+            shutil.rmtree(path)
+    return None
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """Drop the log lines of steps after ``step`` (a resumed run writes them again)."""
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True) if path.is_file() else []
+    path.write_text("".join(line for line in lines if json.loads(line).get("step", 0) <= step), encoding="utf-8")
+
+
+def _weights_dtype(cfg: RunConfig) -> torch.dtype:
+    """The dtype the base will be loaded in on this machine (GPU when there is one)."""
+    from tasktune.model import pick_dtype
+
+    return pick_dtype(cfg.dtype, torch.device("cuda" if torch.cuda.is_available() else "cpu"))
+
+
+def _config_changes(out: Path, cfg: RunConfig) -> list[str]:
+    """Keys whose value differs from the run's saved config.yaml."""
+    saved_path = out / "config.yaml"
+    if not saved_path.is_file():
+        return []
+
+    def flat(d: dict, prefix: str = "") -> dict:
+        items = {}
+        for k, v in d.items():
+            items.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) and k != "ops" else {f"{prefix}{k}": v})
+        return items
+
+    saved = flat(yaml.safe_load(saved_path.read_text(encoding="utf-8")) or {})
+    now = flat(yaml.safe_load(yaml.safe_dump(config_to_dict(cfg), allow_unicode=True)))
+    return [f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in sorted(set(saved) | set(now)) if saved.get(k) != now.get(k)]
+
+
+def finetune(cfg: RunConfig, resume: bool = False, overwrite: bool = False) -> dict:
     """Run one fine-tuning job end to end and return its metrics.
 
     Order: data (fails fast on bad files) -> base model -> base evaluation ->
-    adapter -> training (checkpoints every ``train.save_every``) -> final adapter ->
-    final evaluation -> metrics.json, predictions.jsonl, report.md.
+    adapter -> training (resumable checkpoints every ``train.save_every``) -> final
+    adapter -> final evaluation -> metrics.json, predictions.jsonl, report.md.
+
+    Args:
+        cfg: The run's configuration.
+        resume: Continue the run in ``cfg.output_dir`` from its newest complete
+            checkpoint: the same steps on the same data, so it ends as an uninterrupted
+            run would.
+        overwrite: Delete a run already in ``cfg.output_dir`` first; without it (or
+            ``resume``) such a folder is refused.
+
+    Raises:
+        ValueError: bad settings or data, a folder that holds a run, nothing to resume.
+        TrainingStopped: the loss went nan/inf or memory ran out.
     """
     start = time.perf_counter()
     timing: dict[str, float] = {}
     out = Path(cfg.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    accelerator = make_accelerator(cfg.train, cfg.seed)
+    accelerator = make_accelerator(cfg.train, cfg.seed, _weights_dtype(cfg))
     main = accelerator.is_main_process
     say = print if main else (lambda *a, **k: None)
+    found = _prepare_folder(out, resume, overwrite and main)
+    accelerator.wait_for_everyone()
+    out.mkdir(parents=True, exist_ok=True)
 
-    data = build_datasets(cfg.data, cfg.eval.max_examples, cfg.eval.seed, cfg.seed + accelerator.process_index)
+    # Every process reads the same stream and trains on its share of each batch.
+    data = build_datasets(cfg.data, cfg.eval.max_examples, cfg.eval.seed, cfg.seed)
     if data.skipped_rows:
         say(f"skipped {len(data.skipped_rows)} bad row(s) (data.file.on_bad_row: skip), first: {data.skipped_rows[0]}")
     metric = headline_metric(cfg, data.eval)
@@ -196,18 +305,37 @@ def finetune(cfg: RunConfig) -> dict:
     # Resolve the generation budget once, so predict/chat/eval of this run use the same.
     budget = max_new_tokens_for(cfg, loaded.tokenizer, data.eval)
     cfg = loaded.cfg = replace(cfg, generate=replace(cfg.generate, max_new_tokens=budget))
+    if found is not None:
+        changes = _config_changes(out, cfg)
+        if changes:
+            say(f"warning: resuming with settings that differ from {out / 'config.yaml'}: " + "; ".join(changes))
     if main:
         (out / "config.yaml").write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False, allow_unicode=True))
     metrics: dict = {"metric": metric}
     clock = time.perf_counter()
-    if cfg.eval.base and main:
+    model = None
+    if found is not None:
+        # The adapter is applied as in the first run (same random initialisation), then
+        # overwritten by the checkpoint, whose random states take over from there.
+        model = adapter.apply(loaded.model, cfg.adapter)
+        state, extra = load_checkpoint(found, model, accelerator.process_index)
+        say(f"resuming {out} from {found.name}: step {state.step} of {cfg.train.max_steps}")
+        if "base" in extra:
+            metrics["base"] = extra["base"]
+        evals = list(extra.get("evals", []))
+        if main:
+            _truncate_log(out / "train_log.jsonl", state.step)
+    elif cfg.eval.base and main:
         metrics["base"], _ = evaluate_examples(loaded, data.eval, "eval base")
         say(f"base {metric}: {metric_text(metric, metrics['base'][metric])} on {metrics['base']['n']} held-out")
     timing["base_eval"] = time.perf_counter() - clock
 
-    model = adapter.apply(loaded.model, cfg.adapter)
-    counts = EncodeCounts()
-    result = _train(cfg, model, accelerator, loaded, data, counts, out, metric)
+    if model is None:
+        model = adapter.apply(loaded.model, cfg.adapter)
+        state, evals = LoopState(), []
+    extra = {"base": metrics["base"]} if "base" in metrics else {}
+    result = _train(cfg, model, accelerator, loaded, data, state, out, metric, evals, extra)
+    counts = state.counts
     last = result.last
     accelerator.wait_for_everyone()
     model = accelerator.unwrap_model(model)

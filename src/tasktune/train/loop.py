@@ -4,12 +4,24 @@
 optimizer step and the caller (the recipe) decides what to log, save or evaluate,
 so nothing happens out of sight. The same code runs on one CPU and, through
 ``accelerate launch``/``torchrun``, on many processes.
+
+``train.batch_size`` is the global batch: every process draws the same examples from
+the same stream and trains on its share of each micro-batch, so N processes take the
+same steps on the same data as one (the loss curve equals a single process's within
+float noise), and a run's result does not depend on how many processes ran it.
+
+Everything needed to continue a run exactly is in :class:`LoopState`: the step, the
+examples drawn from the stream, running totals and the optimizer; the checkpoint stage
+writes it and ``--resume`` hands it back.
 """
 
 from __future__ import annotations
 
+import math
+import os
 import time
-from dataclasses import dataclass
+from contextlib import nullcontext
+from dataclasses import dataclass, field
 from typing import Iterator
 
 import torch
@@ -17,11 +29,12 @@ from tqdm.auto import tqdm
 
 from tasktune.config import EncodingConfig, TrainConfig
 from tasktune.data.example import Example
-from tasktune.encoding import ChatEncoder, pad_right
-from tasktune.train.loss import count_supervised, supervised_loss_sum
+from tasktune.encoding import ChatEncoder, Encoded, pad_right
+from tasktune.constants import IGNORE_INDEX
+from tasktune.train.loss import supervised_loss_sum
 from tasktune.train.schedule import lr_at, steps_that_fit
 
-__all__ = ["StepInfo", "EncodeCounts", "make_accelerator", "train_steps"]
+__all__ = ["StepInfo", "EncodeCounts", "LoopState", "NonFiniteLoss", "TrainingStopped", "make_accelerator", "train_steps"]
 
 
 @dataclass
@@ -30,6 +43,59 @@ class EncodeCounts:
 
     dropped: int = 0
     truncated: int = 0
+
+
+class TrainingStopped(RuntimeError):
+    """Training cannot go on (the loss diverged, memory ran out); the message says
+    where the run stands and what to change."""
+
+
+class NonFiniteLoss(TrainingStopped):
+    """The loss or the gradient norm of a step was nan or inf; the step was not applied."""
+
+    def __init__(self, step: int, loss: float, grad_norm: float):
+        self.step = step
+        super().__init__(f"the loss is {loss} (gradient norm {grad_norm}) at step {step}; that step was not applied")
+
+
+@dataclass
+class LoopState:
+    """Where a run stands after ``step`` optimizer steps: what a checkpoint holds and
+    ``--resume`` hands back to :func:`train_steps`.
+
+    Attributes:
+        step: Optimizer steps done.
+        drawn: Examples drawn from the training stream (overlong ones included); a
+            resumed run skips that many, so no example is trained on twice.
+        total: The step count the schedule ends on (``max_steps``, or fewer when
+            ``max_minutes`` cannot hold them); None: not started.
+        optimizer_state: An optimizer ``state_dict`` to load when resuming; while
+            training, :attr:`optimizer` is the live optimizer.
+    """
+
+    step: int = 0
+    drawn: int = 0
+    examples: int = 0
+    tokens: int = 0
+    supervised: int = 0
+    seconds: float = 0.0
+    total: int | None = None
+    counts: EncodeCounts = field(default_factory=EncodeCounts)
+    optimizer_state: dict | None = None
+    optimizer: torch.optim.Optimizer | None = None
+
+    def totals(self) -> dict:
+        """The JSON-serialisable part (everything but the optimizer)."""
+        return {
+            "step": self.step, "drawn": self.drawn, "examples": self.examples, "tokens": self.tokens,
+            "supervised": self.supervised, "seconds": self.seconds, "total": self.total,
+            "dropped": self.counts.dropped, "truncated": self.counts.truncated,
+        }
+
+    @classmethod
+    def from_totals(cls, totals: dict, optimizer_state: dict | None) -> "LoopState":
+        counts = EncodeCounts(totals.pop("dropped", 0), totals.pop("truncated", 0))
+        return cls(**totals, counts=counts, optimizer_state=optimizer_state)
 
 
 @dataclass(frozen=True)
@@ -47,42 +113,70 @@ class StepInfo:
     seconds: float
 
 
-def make_accelerator(cfg: TrainConfig, seed: int):
+def make_accelerator(cfg: TrainConfig, seed: int, dtype: torch.dtype = torch.float32):
     """An :class:`accelerate.Accelerator` for this process, seeds set.
 
-    ``threads`` caps torch's CPU threads (the default uses every core).
+    ``threads`` caps torch's CPU threads (the default uses every core). Base weights in
+    float16 or bfloat16 on a GPU train under autocast of that precision (float16 with
+    loss scaling); :func:`train_steps` keeps the trainable weights in float32, and the
+    loss is computed in float32 either way: the tutorial's "fp16 weights, fp32 loss".
     """
     from accelerate import Accelerator
     from accelerate.utils import set_seed
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    accelerator = Accelerator()
+    gpu = torch.cuda.is_available()
+    mixed = {torch.float16: "fp16", torch.bfloat16: "bf16"}.get(dtype, "no") if gpu else "no"
+    # accelerate sets up multi-process CPU training (gloo) only when told it is on CPUs.
+    several = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    accelerator = Accelerator(mixed_precision=mixed, cpu=several and not gpu)
     set_seed(seed + accelerator.process_index)
     return accelerator
 
 
-def _batches(
-    stream: Iterator[Example], encoder: ChatEncoder, enc: EncodingConfig, size: int, pad_id: int, counts: EncodeCounts
-) -> Iterator[dict[str, torch.Tensor]]:
-    """Right-padded batches of ``size`` encoded examples; overlong ones counted."""
+def _float32_trainable(params: list[torch.nn.Parameter]) -> int:
+    """Trainable weights held in float16/bfloat16 become float32 (optimizer updates far
+    smaller than a 16-bit weight's last digit would vanish); returns how many."""
+    low = [p for p in params if p.dtype in (torch.float16, torch.bfloat16)]
+    for p in low:
+        p.data = p.data.float()
+    return len(low)
+
+
+def _counted(stream: Iterator[Example], state: LoopState) -> Iterator[Example]:
+    """``stream`` after the ``state.drawn`` examples a resumed run already drew; counts on."""
+    for _ in range(state.drawn):
+        next(stream)
+    for example in stream:
+        state.drawn += 1
+        yield example
+
+
+def _global_batches(
+    stream: Iterator[Example], encoder: ChatEncoder, enc: EncodingConfig, size: int, counts: EncodeCounts
+) -> Iterator[list[Encoded]]:
+    """Lists of ``size`` encoded examples (one optimizer step's global batch); overlong
+    ones are counted, and dropped or truncated by ``enc.overlong``."""
     while True:
-        ids: list[list[int]] = []
-        labels: list[list[int]] = []
-        while len(ids) < size:
+        rows: list[Encoded] = []
+        while len(rows) < size:
             encoded = encoder.encode(next(stream), enc.max_length, enc.overlong)
             if encoded is None:
                 counts.dropped += 1
-                if counts.dropped > 1000 and counts.dropped > 10 * (counts.truncated + 1) and not ids:
+                if counts.dropped > 1000 and counts.dropped > 10 * (counts.truncated + 1) and not rows:
                     raise ValueError(
                         f"{counts.dropped} examples in a row are longer than encoding.max_length="
                         f"{enc.max_length}; raise it or set encoding.overlong: truncate"
                     )
                 continue
             counts.truncated += encoded.truncated
-            ids.append(encoded.input_ids)
-            labels.append(encoded.labels)
-        yield pad_right(ids, labels, pad_id)
+            rows.append(encoded)
+        yield rows
+
+
+def _supervised(row: Encoded) -> int:
+    return sum(1 for label in row.labels[1:] if label != IGNORE_INDEX)
 
 
 def train_steps(
@@ -92,99 +186,127 @@ def train_steps(
     stream: Iterator[Example],
     cfg: TrainConfig,
     enc: EncodingConfig,
-    counts: EncodeCounts,
+    state: LoopState,
     groups: list[dict] | None = None,
 ) -> Iterator[StepInfo]:
-    """Train ``model``'s trainable parameters for ``cfg.max_steps`` optimizer steps
-    (fewer when ``cfg.max_minutes`` runs out first).
+    """Train ``model``'s trainable parameters up to ``cfg.max_steps`` optimizer steps
+    (fewer when ``cfg.max_minutes`` runs out first), from ``state.step`` on.
 
-    Each step draws ``batch_size`` examples, splits them into ``grad_accum``
-    micro-batches and divides the summed token loss by the supervised tokens of the
-    whole step, so 4 x 1 accumulation equals a batch of 4.
+    Each step draws ``batch_size`` examples (the global batch) and splits them into
+    ``grad_accum`` micro-batches, each shared out over the processes; the summed token
+    loss is divided by the supervised tokens of the whole step, so 4 x 1 accumulation,
+    a batch of 4 and 2 processes x 2 are the same step.
 
     Args:
         model: Model with its adapter applied (frozen base, trainable adapter).
         accelerator: From :func:`make_accelerator`.
         encoder: Renders and labels examples.
-        stream: Endless training examples.
+        stream: Endless training examples, from the start (a resumed run skips what
+            ``state`` says was drawn).
         cfg: The ``train`` section.
         enc: The ``encoding`` section (length limit, overlong policy).
-        counts: Filled with dropped/truncated counts as the loop goes.
+        state: A fresh :class:`LoopState`, or one read from a checkpoint; kept current
+            after every step (it is what a checkpoint saves).
         groups: Optimizer parameter groups, each with an ``lr_scale`` multiplying the
             scheduled learning rate; None: every trainable parameter at scale 1.
 
     Yields:
         One :class:`StepInfo` per optimizer step.
+
+    Raises:
+        NonFiniteLoss: a step's loss or gradient norm is nan or inf (not applied).
+        ValueError: the batch does not split over accumulation and processes.
     """
     if groups is None:
         groups = [{"params": [p for p in model.parameters() if p.requires_grad], "lr_scale": 1.0}]
     params = [p for g in groups for p in g["params"]]
     if not params:
         raise ValueError("the model has no trainable parameters; check adapter settings")
+    _float32_trainable(params)
+    procs, rank = accelerator.num_processes, accelerator.process_index
+    if cfg.batch_size % (cfg.grad_accum * procs):
+        raise ValueError(f"train.batch_size={cfg.batch_size} must split evenly into train.grad_accum="
+                         f"{cfg.grad_accum} micro-batches over {procs} process(es); use a multiple of {cfg.grad_accum * procs}")
     optimizer = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(cfg.adam_beta1, cfg.adam_beta2))
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         if hasattr(model, "enable_input_require_grads"):
             model.enable_input_require_grads()
     model, optimizer = accelerator.prepare(model, optimizer)
+    if state.optimizer_state is not None:
+        optimizer.load_state_dict(state.optimizer_state)
+        state.optimizer_state = None
+    state.optimizer = optimizer
     model.train()
     pad_id = encoder.tokenizer.pad_token_id
     pad_id = encoder.stop_id if pad_id is None else pad_id
     micro = cfg.batch_size // cfg.grad_accum
+    mine = slice(rank * micro // procs, (rank + 1) * micro // procs)
     # One process only: under DDP the prefix would be a second forward before backward.
-    share = cfg.share_prefix and accelerator.num_processes == 1 and not cfg.gradient_checkpointing
-    batches = _batches(stream, encoder, enc, micro, pad_id, counts)
-    bar = tqdm(total=cfg.max_steps, desc="train", unit="step", disable=not accelerator.is_local_main_process)
+    share = cfg.share_prefix and procs == 1 and not cfg.gradient_checkpointing
+    batches = _global_batches(_counted(stream, state), encoder, enc, cfg.batch_size, state.counts)
+    bar = tqdm(total=cfg.max_steps, initial=state.step, desc="train", unit="step", disable=not accelerator.is_local_main_process)
     # Seconds of this loop's own work: time the caller spends between steps (saving a
     # checkpoint, evaluating) is not training time and does not use up max_minutes.
-    seconds = 0.0
-    examples = tokens = supervised = 0
     deadline = 60.0 * cfg.max_minutes if cfg.max_minutes else float("inf")
     # The schedule is a function of the step (runs reproduce); when max_minutes cannot
     # hold max_steps at the recent pace, the run is shortened to what fits and the decay
     # still ends at its floor. Checked every 10% of max_steps on the pace since the last
     # check (the first steps, slow while memory is allocated, never decide alone); a
     # later check may give back steps a passing slowdown took.
-    total = cfg.max_steps
+    if state.total is None:
+        state.total = cfg.max_steps
     checks = {cfg.max_steps * k // 10 for k in range(1, 10)} - {0, 1}
     window, window_steps = 0.0, 0
+    first = state.step
     try:
-        for step in range(cfg.max_steps):
-            if step >= total:
+        for step in range(state.step, cfg.max_steps):
+            if step >= state.total:
                 break
             started = time.perf_counter()
-            lr = lr_at(step, cfg, total)
+            lr = lr_at(step, cfg, state.total)
             for group in optimizer.param_groups:
                 group["lr"] = lr * group["lr_scale"]
-            parts = [next(batches) for _ in range(cfg.grad_accum)]
-            n_sup = max(1, sum(count_supervised(b["labels"]) for b in parts))
-            loss_total = 0.0
-            for batch in parts:
+            rows = next(batches)
+            n_sup = max(1, sum(_supervised(r) for r in rows))
+            loss_total = torch.zeros((), dtype=torch.float32)
+            for j in range(cfg.grad_accum):
+                part = rows[j * micro : (j + 1) * micro][mine]
+                batch = pad_right([r.input_ids for r in part], [r.labels for r in part], pad_id)
                 batch = {k: v.to(accelerator.device) for k, v in batch.items()}
-                loss = supervised_loss_sum(model, batch, share) / n_sup
-                accelerator.backward(loss)
-                loss_total += loss.item()
-                tokens += int(batch["attention_mask"].sum())
-            grad_norm = accelerator.clip_grad_norm_(params, cfg.max_grad_norm) if cfg.max_grad_norm > 0 else torch.tensor(0.0)
+                # Gradients are averaged over processes only on the last micro-batch.
+                with accelerator.no_sync(model) if j < cfg.grad_accum - 1 else nullcontext():
+                    loss = supervised_loss_sum(model, batch, share) / n_sup
+                    accelerator.backward(loss * procs)  # DDP averages over processes; we want the sum
+                loss_total += loss.detach().float().cpu()
+            if procs > 1:
+                loss_total = accelerator.reduce(loss_total.to(accelerator.device), "sum").cpu()
+            grad_norm = float(accelerator.clip_grad_norm_(params, cfg.max_grad_norm if cfg.max_grad_norm > 0 else math.inf))
+            loss_value = float(loss_total)
+            if not (math.isfinite(loss_value) and math.isfinite(grad_norm)):
+                optimizer.zero_grad(set_to_none=True)
+                raise NonFiniteLoss(step + 1, loss_value, grad_norm)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
-            examples += cfg.batch_size
-            supervised += n_sup
+            state.step = step + 1
+            state.examples += cfg.batch_size
+            state.supervised += n_sup
+            state.tokens += sum(len(r.input_ids) for r in rows)
             took = time.perf_counter() - started
-            seconds += took
-            if step:  # the first step, slow while memory is allocated, is not the pace
+            state.seconds += took
+            if step > first:  # the first step, slow while memory is allocated, is not the pace
                 window, window_steps = window + took, window_steps + 1
-            if step + 1 in checks and step + 1 < total:
-                fits = steps_that_fit(step + 1, seconds, window, window_steps, cfg, cfg.max_steps)
-                if fits != total:
+            if step + 1 in checks and step + 1 < state.total:
+                fits = steps_that_fit(step + 1, state.seconds, window, window_steps, cfg, cfg.max_steps)
+                if fits != state.total:
                     bar.write(f"train.max_minutes={cfg.max_minutes}: at this pace {fits} of {cfg.max_steps} steps fit; "
                               "the schedule now ends there")
-                    total = fits
+                    state.total = fits
                 window, window_steps = 0.0, 0
             bar.update(1)
-            bar.set_postfix(loss=f"{loss_total:.4f}", lr=f"{lr:.2e}", ex_s=f"{examples / seconds:.1f}")
-            yield StepInfo(step + 1, loss_total, lr, float(grad_norm), examples, tokens, supervised, seconds)
-            if seconds >= deadline:
+            bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}", ex_s=f"{state.examples / state.seconds:.1f}")
+            yield StepInfo(step + 1, loss_value, lr, grad_norm, state.examples, state.tokens, state.supervised, state.seconds)
+            if state.seconds >= deadline:
                 bar.write(f"train.max_minutes={cfg.max_minutes} reached after {step + 1} of {cfg.max_steps} steps")
                 break
     finally:  # also when the caller stops early (closes the generator)

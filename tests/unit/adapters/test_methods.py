@@ -17,7 +17,7 @@ from tasktune.data import build_datasets
 from tasktune.data.example import Example
 from tasktune.encoding import ChatEncoder, pad_left
 from tasktune.generate import generate_batch
-from tasktune.train import EncodeCounts, make_accelerator, train_steps
+from tasktune.train import LoopState, make_accelerator, train_steps
 
 METHODS = {
     "lora": AdapterConfig(method="lora"),
@@ -36,7 +36,7 @@ def _base(folder):
 def _train(model, encoder, steps: int = 2) -> None:
     cfg = TrainConfig(max_steps=steps, batch_size=4, lr=1e-3, warmup_steps=0, schedule="constant")
     stream = build_datasets(DataConfig(), n_eval=10, eval_seed=0, seed=0).train
-    list(train_steps(model, make_accelerator(cfg, 0), encoder, stream, cfg, EncodingConfig(), EncodeCounts()))
+    list(train_steps(model, make_accelerator(cfg, 0), encoder, stream, cfg, EncodingConfig(), LoopState()))
 
 
 def test_every_method_is_registered_and_configurable():

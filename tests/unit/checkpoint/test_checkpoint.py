@@ -17,7 +17,7 @@ from tasktune.data import build_datasets
 from tasktune.data.example import Example
 from tasktune.encoding import ChatEncoder, pad_left
 from tasktune.model import load_model, resolve_model
-from tasktune.train import EncodeCounts, make_accelerator, train_steps
+from tasktune.train import LoopState, make_accelerator, train_steps
 
 
 def _base(folder):
@@ -37,7 +37,7 @@ def test_save_then_load_gives_identical_logits(arch, tiny_model_dirs, tokenizer,
     encoder = ChatEncoder(tokenizer, template=template_for(arch))
     cfg = TrainConfig(max_steps=3, batch_size=4, lr=1e-2, warmup_steps=0, schedule="constant")
     stream = build_datasets(DataConfig(), n_eval=10, eval_seed=0, seed=0).train
-    list(train_steps(model, make_accelerator(cfg, 0), encoder, stream, cfg, EncodingConfig(), EncodeCounts()))
+    list(train_steps(model, make_accelerator(cfg, 0), encoder, stream, cfg, EncodingConfig(), LoopState()))
 
     # Left-padded prompts: the padding path of generation is covered too.
     prompts = [encoder.prompt_ids(Example(prompt=p, response="")) for p in ("1+1=", "98+83=", "12345-678=")]

@@ -19,6 +19,7 @@ from tasktune.data.arithmetic import (
     restore_answer,
     reverse_digits,
     eval_problems,
+    worked_product,
     sample_problem,
     solve,
     to_example,
@@ -247,3 +248,49 @@ def test_reversed_answers_train_digits_backwards_and_restore_to_the_value():
         assert restore_answer(example.response, cfg) == example.answer
     assert reverse_digits("-64") == "-46" and reverse_digits("12.5") == "5.21" and reverse_digits("0") == "0"
     assert restore_answer("181", ArithmeticConfig()) == "181"  # value format: shown as is
+
+
+def test_remainder_division_answers_quotient_and_remainder():
+    cfg = ArithmeticConfig(ops={"/": 1}, digits=(1, 2), division="remainder", decimal_share=0.3)
+    seen_int = seen_dec = 0
+    for ex in _examples(cfg, 1000):
+        a, _, b = PROBLEM.match(ex.prompt).groups()
+        if "." in a + b:  # decimal operands keep the rounded quotient
+            seen_dec += 1
+            assert ex.answer == _ref_answer(a, "/", b, cfg.division_places)
+            continue
+        seen_int += 1
+        q, r = (int(x) for x in re.fullmatch(r"(\d+) R (\d+)", ex.response).groups())
+        assert q * int(b) + r == int(a) and 0 <= r < int(b), ex.prompt
+        assert ex.answer == ex.response
+    assert seen_int > 500 and seen_dec > 200
+
+
+def test_spaced_answers_put_one_digit_per_word_and_restore_to_the_value():
+    cfg = ArithmeticConfig(ops=ALL_OPS, digits=(1, 3), answer_format="spaced", decimal_share=0.5)
+    for ex in _examples(cfg, 500):
+        assert all(len(word) == 1 for word in ex.response.split(" ")), ex.response
+        assert restore_answer(ex.response, cfg) == ex.answer
+    remainder = ArithmeticConfig(ops={"/": 1}, answer_format="spaced", division="remainder")
+    ex = to_example(Problem(Decimal(123), "/", Decimal(10)), random.Random(0), remainder)
+    assert ex.response == "1 2 R 3" and restore_answer(ex.response, remainder) == "12 R 3"
+
+
+def test_worked_products_sum_partial_products_to_the_product():
+    cfg = ArithmeticConfig(ops={"*": 1, "+": 1}, digits=(1, 3), answer_format="steps")
+    worked = 0
+    for ex in _examples(cfg, 1000):
+        a, op, b = PROBLEM.match(ex.prompt).groups()
+        assert ex.answer == _ref_answer(a, op, b, 2)
+        if "=" not in ex.response:
+            assert ex.response == ex.answer  # +, a 1-digit factor or one nonzero digit
+            continue
+        worked += 1
+        terms, products, total = ex.response.split("=")
+        pairs = [t.split("*") for t in terms.split("+")]
+        assert all(x == a for x, _ in pairs) and sum(int(y) for _, y in pairs) == int(b)
+        assert [int(x) * int(y) for x, y in pairs] == [int(v) for v in products.split("+")]
+        assert total == ex.answer
+    assert worked > 200
+    assert worked_product(Problem(Decimal(47), "*", Decimal(86))) == "47*80+47*6=3760+282=4042"
+    assert worked_product(Problem(Decimal(47), "*", Decimal(80))) is None

@@ -50,6 +50,14 @@ def test_utf8_bom_and_crlf_are_valid(tmp_path, as_array):
     assert load_file(path).examples == EXPECTED
 
 
+@pytest.mark.parametrize("separator", ["\u2028", "\u2029", "\x85", "\x0b", "\x1c"])
+def test_json_lines_split_only_at_newlines(tmp_path, separator):
+    """JSON writers leave these unescaped inside strings; they do not end a line (found by the fuzz tests)."""
+    rows = [{"instruction": f"a{separator}b", "output": "c"}, {"instruction": "d", "output": "e"}]
+    loaded = load_file(_write(tmp_path, "sep.jsonl", _jsonl(rows)))
+    assert [e.prompt for e in loaded.examples] == [f"a{separator}b", "d"] and loaded.total_rows == 2
+
+
 def test_numeric_output_and_number_answers(tmp_path):
     rows = [{"instruction": "q", "output": 8.4}, {"instruction": "q", "output": "8.40"}, {"instruction": "q", "output": "1,234"}]
     exs = load_file(_write(tmp_path, "n.jsonl", _jsonl(rows))).examples

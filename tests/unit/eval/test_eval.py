@@ -82,6 +82,19 @@ def test_extract_number_none(text):
         ("40%", "40%", True),
         ("41%", "40%", False),
         ("$1,800", "1800", True),
+        # Quotient and remainder: both must match; a bare quotient means remainder 0.
+        ("3 R 2", "3 R 2", True),
+        ("17/5=3 R 2", "3 R 2", True),
+        ("3R2", "3 R 2", True),
+        ("3 R 1", "3 R 2", False),
+        ("2 R 2", "3 R 2", False),
+        ("3", "3 R 2", False),  # the remainder is part of the answer
+        ("3", "3 R 0", True),
+        ("3.4", "3 R 2", False),
+        ("no idea", "3 R 2", False),
+        # Worked products answer with the value after the last "=".
+        ("47*80+47*6=3760+282=4042", "4042", True),
+        ("47*80+47*6=3760+282=4041", "4042", False),
     ],
 )
 def test_matches_value(prediction, reference, ok):

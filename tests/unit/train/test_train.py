@@ -16,7 +16,7 @@ from tasktune.constants import IGNORE_INDEX
 from tasktune.data import build_datasets
 from tasktune.encoding import ChatEncoder, pad_right
 from tasktune.model import load_model, resolve_model
-from tasktune.train import EncodeCounts, count_supervised, lr_at, make_accelerator, supervised_loss_sum, train_steps
+from tasktune.train import LoopState, count_supervised, lr_at, make_accelerator, supervised_loss_sum, train_steps
 from tasktune.train.loss import MIN_SHARED_PREFIX, shared_prefix_length
 
 TRAIN_ARCHS = ["llama", "glm", "glm4"]
@@ -38,7 +38,7 @@ def _stream():
 
 def _train(model, tokenizer, arch, cfg: TrainConfig):
     encoder = ChatEncoder(tokenizer, template=template_for(arch))
-    steps = train_steps(model, make_accelerator(cfg, 0), encoder, _stream(), cfg, EncodingConfig(), EncodeCounts())
+    steps = train_steps(model, make_accelerator(cfg, 0), encoder, _stream(), cfg, EncodingConfig(), LoopState())
     return encoder, steps
 
 
@@ -253,7 +253,7 @@ def test_max_minutes_shortens_the_schedule_only_when_the_steps_do_not_fit(tiny_m
     model = _lora_model(tiny_model_dirs["llama"])
     infos = []
     for info in train_steps(model, make_accelerator(STEP_CFG, 0), ChatEncoder(tokenizer, template="chatml"),
-                            _stream(), replace(STEP_CFG, max_steps=50, max_minutes=None), EncodingConfig(), EncodeCounts()):
+                            _stream(), replace(STEP_CFG, max_steps=50, max_minutes=None), EncodingConfig(), LoopState()):
         infos.append(info)
         if info.step == 10:
             break
@@ -261,6 +261,6 @@ def test_max_minutes_shortens_the_schedule_only_when_the_steps_do_not_fit(tiny_m
     budget = replace(STEP_CFG, max_steps=50, max_minutes=15 * pace / 60, warmup_steps=2, min_lr_ratio=0.0, schedule="linear")
     model = _lora_model(tiny_model_dirs["llama"])
     run = list(train_steps(model, make_accelerator(budget, 0), ChatEncoder(tokenizer, template="chatml"), _stream(),
-                           budget, EncodingConfig(), EncodeCounts()))
+                           budget, EncodingConfig(), LoopState()))
     assert 10 < len(run) < 50
     assert run[-1].lr == pytest.approx(0.0, abs=budget.lr / 10)  # the decay reached its end, not cut off
