@@ -128,7 +128,8 @@ class EncodingConfig:
     templates such as SmolLM2's from injecting their own default (about half the tokens of a
     short problem). null: no system message, the template's default applies."""
     template: str | None = None
-    """Built-in chat template for models without one (e.g. chatglm); null: the tokenizer's own."""
+    """Built-in chat template: chatglm (legacy ChatGLM-6B), chatml, or plain (prompt, answer, EOS; no role markers: for
+    completion-style task prompts such as `98+83=`); null: the tokenizer's own."""
     max_length: int = 512
     """Longest example in tokens, prompt and answer together."""
     overlong: Literal["truncate", "drop", "error"] = "drop"
@@ -208,7 +209,8 @@ class TrainConfig:
     budget in any case. A run that fits ends on max_steps and reproduces exactly. null:
     steps only."""
     batch_size: int = 16
-    """Examples per optimizer step (per process), before accumulation."""
+    """Examples per optimizer step, across all processes and micro-batches (the global batch);
+    N processes each train on batch_size / N of them, so the run does not depend on N."""
     grad_accum: int = 1
     """Micro-batches accumulated per optimizer step; batch_size is split into this many."""
     lr: float = 2e-3

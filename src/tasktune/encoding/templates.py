@@ -35,7 +35,22 @@ CHATML = (
     "{%- if add_generation_prompt -%}{{ '<|im_start|>assistant\n' }}{%- endif -%}"
 )
 
-TEMPLATES: dict[str, str] = {"chatglm": CHATGLM, "chatml": CHATML}
+# No role markers: the prompt and a newline, then the answer and the EOS token. For
+# completion-style tasks whose prompt already says where the answer goes (`98+83=`):
+# `983-456=\n527<eos>` is 14 tokens where ChatML without a system turn takes 22. The
+# newline keeps the prompt's tokens a prefix of the whole (`=-` is one SmolLM2 token,
+# `=\n-` three). Not for free-form chat.
+PLAIN = (
+    "{%- for message in messages -%}"
+    "{%- if message['role'] == 'system' -%}"
+    "{%- if message['content'] -%}{{ message['content'] + '\n' }}{%- endif -%}"
+    "{%- elif message['role'] == 'user' -%}{{ message['content'] + '\n' }}"
+    "{%- else -%}{{ message['content'] + eos_token }}"
+    "{%- endif -%}"
+    "{%- endfor -%}"
+)
+
+TEMPLATES: dict[str, str] = {"chatglm": CHATGLM, "chatml": CHATML, "plain": PLAIN}
 
 
 def get_template(name: str) -> str:

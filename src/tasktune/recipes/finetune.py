@@ -203,8 +203,10 @@ def _train(
     return TrainResult(last, metric, evals, stopped)
 
 
-def _prepare_folder(out: Path, resume: bool, overwrite: bool) -> Path | None:
+def _prepare_folder(out: Path, resume: bool, overwrite: bool, clean: bool) -> Path | None:
     """Check the run folder against the flags; returns the checkpoint to resume from.
+    ``clean`` (the main process): delete what ``overwrite`` replaces, and unfinished
+    checkpoint writes.
 
     Raises:
         ValueError: the folder holds a run and neither flag was given, or ``resume``
@@ -219,11 +221,14 @@ def _prepare_folder(out: Path, resume: bool, overwrite: bool) -> Path | None:
         if found is None:
             raise ValueError(f"{out}: no complete checkpoint-STEP/ to resume from (train.save_every writes them); "
                              "start over with --overwrite")
+        if clean:
+            for partial in out.glob(".checkpoint-*"):  # a write the crash cut short
+                shutil.rmtree(partial)
         return found
     if held and not overwrite:
         raise ValueError(f"{out} already holds a run; continue it with --resume, start over with --overwrite "
                          "(deletes that run's files), or give another output_dir=...")
-    if held:
+    if held and clean:
         for name in RUN_FILES:
             path = out / name
             shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
@@ -287,7 +292,7 @@ def finetune(cfg: RunConfig, resume: bool = False, overwrite: bool = False) -> d
     accelerator = make_accelerator(cfg.train, cfg.seed, _weights_dtype(cfg))
     main = accelerator.is_main_process
     say = print if main else (lambda *a, **k: None)
-    found = _prepare_folder(out, resume, overwrite and main)
+    found = _prepare_folder(out, resume, overwrite, main)
     accelerator.wait_for_everyone()
     out.mkdir(parents=True, exist_ok=True)
 

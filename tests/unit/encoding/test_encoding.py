@@ -96,8 +96,23 @@ def test_chatglm_template(tokenizer):
     assert sys_enc.render_prompt(ARITH) == "只写数字。\n[Round 0]\n问：98+83=\n答："
 
 
+def test_plain_template_is_prompt_then_answer_then_eos(tokenizer):
+    enc = ChatEncoder(tokenizer, template="plain", system_prompt=None)
+    assert enc.stop_text == tokenizer.eos_token
+    assert enc.render_prompt(ARITH) == "98+83=\n"
+    eos = tokenizer.eos_token
+    assert enc.render_prompt(HISTORY) == f"1+1=\n2{eos}2+2=\n4{eos}And 3-8=\n"
+    enc.encode(HISTORY, 512)  # "=-" would be one token; the newline keeps the prompt a token prefix
+    out = enc.encode(ARITH, 512)
+    n = len(tokenizer("98+83=\n", add_special_tokens=False).input_ids)
+    assert out.labels[:n] == [IGNORE_INDEX] * n and out.input_ids[n:] == out.labels[n:]
+    assert tokenizer.decode(out.input_ids[n:]) == "181" + tokenizer.eos_token
+    assert len(out.input_ids) < len(ChatEncoder(tokenizer, template="chatml", system_prompt=None).encode(ARITH, 512).input_ids)
+    assert ChatEncoder(tokenizer, template="plain", system_prompt="Be brief.").render_prompt(ARITH) == "Be brief.\n98+83=\n"
+
+
 def test_unknown_template_and_missing_template(tokenizer, monkeypatch):
-    with pytest.raises(ValueError, match=r"unknown template 'glm'; built-in: chatglm, chatml"):
+    with pytest.raises(ValueError, match=r"unknown template 'glm'; built-in: chatglm, chatml, plain"):
         get_template("glm")
     monkeypatch.setattr(tokenizer, "chat_template", None)
     with pytest.raises(ValueError, match="the tokenizer has no chat template; set encoding.template"):

@@ -16,7 +16,7 @@ from tasktune.constants import IGNORE_INDEX
 from tasktune.data import build_datasets
 from tasktune.encoding import ChatEncoder, pad_right
 from tasktune.model import load_model, resolve_model
-from tasktune.train import LoopState, count_supervised, lr_at, make_accelerator, supervised_loss_sum, train_steps
+from tasktune.train import LoopState, NonFiniteLoss, count_supervised, lr_at, make_accelerator, supervised_loss_sum, train_steps
 from tasktune.train.loss import MIN_SHARED_PREFIX, shared_prefix_length
 
 TRAIN_ARCHS = ["llama", "glm", "glm4"]
@@ -264,3 +264,30 @@ def test_max_minutes_shortens_the_schedule_only_when_the_steps_do_not_fit(tiny_m
                            budget, EncodingConfig(), LoopState()))
     assert 10 < len(run) < 50
     assert run[-1].lr == pytest.approx(0.0, abs=budget.lr / 10)  # the decay reached its end, not cut off
+
+@pytest.mark.parametrize("method", ["lora", "full"])
+def test_16_bit_base_trains_float32_weights(method, tiny_model_dirs, tokenizer):
+    """bf16 base weights: what trains is kept in float32 (updates far below a bf16 weight's
+    last digit would vanish), the frozen base stays bf16, and the loss is finite."""
+    base = load_model(resolve_model(str(tiny_model_dirs["llama"])), torch.bfloat16)
+    torch.manual_seed(0)
+    model = get_adapter(method).apply(base, AdapterConfig())
+    infos = list(_train(model, tokenizer, "llama", STEP_CFG)[1])
+    assert all(math.isfinite(i.loss) for i in infos)
+    assert {p.dtype for p in model.parameters() if p.requires_grad} == {torch.float32}
+    frozen = {p.dtype for p in model.parameters() if not p.requires_grad}
+    assert frozen == ({torch.bfloat16} if method == "lora" else set())
+
+
+def test_a_nan_loss_stops_before_the_step_is_applied(tiny_model_dirs, tokenizer):
+    model = _lora_model(tiny_model_dirs["llama"])
+    _, steps = _train(model, tokenizer, "llama", replace(STEP_CFG, max_steps=5))
+    next(steps)
+    lora_a = next(p for n, p in model.named_parameters() if ".lora_A." in n)
+    with torch.no_grad():
+        lora_a[0, 0] = float("nan")
+    others = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad and ".lora_A." not in n}
+    with pytest.raises(NonFiniteLoss, match="at step 2; that step was not applied") as err:
+        next(steps)
+    assert err.value.step == 2
+    assert all(torch.equal(p, others[n]) for n, p in model.named_parameters() if n in others)
