@@ -128,8 +128,8 @@ class EncodingConfig:
     templates such as SmolLM2's from injecting their own default (about half the tokens of a
     short problem). null: no system message, the template's default applies."""
     template: str | None = None
-    """Built-in chat template: chatglm (legacy ChatGLM-6B), chatml, or plain (prompt, answer, EOS; no role markers: for
-    completion-style task prompts such as `98+83=`); null: the tokenizer's own."""
+    """Built-in chat template: chatglm (legacy ChatGLM-6B), chatml, or plain (prompt, newline, answer, EOS; no role
+    markers: for base models without a template); null: the tokenizer's own."""
     max_length: int = 512
     """Longest example in tokens, prompt and answer together."""
     overlong: Literal["truncate", "drop", "error"] = "drop"

@@ -50,7 +50,7 @@ class ChatEncoder:
         if self.template is None and not getattr(tokenizer, "chat_template", None):
             raise ValueError(
                 "the tokenizer has no chat template; set encoding.template to a built-in one "
-                "(chatglm for legacy ChatGLM-6B, chatml, plain for completion-style task prompts)"
+                "(chatglm for legacy ChatGLM-6B, chatml, plain for base models)"
             )
         self.system_prompt = system_prompt
         self.stop_text = self._find_stop_text()

@@ -35,11 +35,11 @@ CHATML = (
     "{%- if add_generation_prompt -%}{{ '<|im_start|>assistant\n' }}{%- endif -%}"
 )
 
-# No role markers: the prompt and a newline, then the answer and the EOS token. For
-# completion-style tasks whose prompt already says where the answer goes (`98+83=`):
-# `983-456=\n527<eos>` is 14 tokens where ChatML without a system turn takes 22. The
-# newline keeps the prompt's tokens a prefix of the whole (`=-` is one SmolLM2 token,
-# `=\n-` three). Not for free-form chat.
+# No role markers: the prompt and a newline, then the answer and the EOS token. For base
+# (non-chat) models without a template, with prompts that say where the answer goes
+# (`98+83=`). The newline keeps the prompt's tokens a prefix of the whole (`=-` is one
+# SmolLM2 token, `=\n-` three). Shorter than ChatML (14 tokens for a 3-digit problem
+# against 22), but the chat-tuned SmolLM2 learned far slower with it (BENCHMARKS.md).
 PLAIN = (
     "{%- for message in messages -%}"
     "{%- if message['role'] == 'system' -%}"
