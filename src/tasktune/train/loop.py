@@ -28,9 +28,9 @@ import torch
 from tqdm.auto import tqdm
 
 from tasktune.config import EncodingConfig, TrainConfig
+from tasktune.constants import IGNORE_INDEX
 from tasktune.data.example import Example
 from tasktune.encoding import ChatEncoder, Encoded, pad_right
-from tasktune.constants import IGNORE_INDEX
 from tasktune.train.loss import supervised_loss_sum
 from tasktune.train.schedule import lr_at, steps_that_fit
 
