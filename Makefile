@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.tasktune-installed
 
-.PHONY: setup demo test test-all clean
+.PHONY: setup demo test bench clean
 
 setup: $(STAMP)
 
@@ -26,6 +26,11 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# tasktune against Hugging Face Trainer + PEFT, side by side (BENCHMARKS.md); writes
+# bench/results/latest.json. The baseline needs nothing beyond transformers and peft.
+bench: $(STAMP)
+	$(BIN)/python bench/compare.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
