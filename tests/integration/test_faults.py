@@ -122,3 +122,27 @@ def test_a_nan_loss_stops_the_run_naming_the_step_and_the_last_checkpoint(tiny_m
     assert "loss is nan" in message and "at step 7" in message
     assert str(out / "checkpoint-6") in message and "--resume" in message
     assert not (out / "metrics.json").exists()
+
+
+def test_out_of_memory_stops_with_advice(tiny_model_dirs, tmp_path, monkeypatch):
+    from tasktune.config import load_config
+    from tasktune.train import TrainingStopped
+
+    recipe = importlib.import_module("tasktune.recipes.finetune")
+    real = recipe.train_steps
+
+    def exhausted(model, *args, **kwargs):
+        for info in real(model, *args, **kwargs):
+            yield info
+            if info.step == 2:
+                raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(recipe, "train_steps", exhausted)
+    cfg = load_config(CONFIG, [f"model={tiny_model_dirs['llama']}", f"output_dir={tmp_path / 'oom'}",
+                               "train.max_steps=5", "train.batch_size=4", "eval.max_examples=6"])
+    with pytest.raises(TrainingStopped) as err:
+        recipe.finetune(cfg)
+    message = str(err.value)
+    assert "out of memory" in message and "step 3" in message
+    for advice in ("train.batch_size=4", "train.grad_accum", "encoding.max_length", "gradient_checkpointing", "quantization"):
+        assert advice in message, advice
