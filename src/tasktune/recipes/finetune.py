@@ -259,7 +259,7 @@ def _config_changes(out: Path, cfg: RunConfig) -> list[str]:
     def flat(d: dict, prefix: str = "") -> dict:
         items = {}
         for k, v in d.items():
-            items.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) and k != "ops" else {f"{prefix}{k}": v})
+            items.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
         return items
 
     saved = flat(yaml.safe_load(saved_path.read_text(encoding="utf-8")) or {})
@@ -318,26 +318,23 @@ def finetune(cfg: RunConfig, resume: bool = False, overwrite: bool = False) -> d
         (out / "config.yaml").write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False, allow_unicode=True))
     metrics: dict = {"metric": metric}
     clock = time.perf_counter()
-    model = None
-    if found is not None:
-        # The adapter is applied as in the first run (same random initialisation), then
-        # overwritten by the checkpoint, whose random states take over from there.
-        model = adapter.apply(loaded.model, cfg.adapter)
-        state, extra = load_checkpoint(found, model, accelerator.process_index)
-        say(f"resuming {out} from {found.name}: step {state.step} of {cfg.train.max_steps}")
-        if "base" in extra:
-            metrics["base"] = extra["base"]
-        evals = list(extra.get("evals", []))
-        if main:
-            _truncate_log(out / "train_log.jsonl", state.step)
-    elif cfg.eval.base and main:
+    if found is None and cfg.eval.base and main:
         metrics["base"], _ = evaluate_examples(loaded, data.eval, "eval base")
         say(f"base {metric}: {metric_text(metric, metrics['base'][metric])} on {metrics['base']['n']} held-out")
     timing["base_eval"] = time.perf_counter() - clock
 
-    if model is None:
-        model = adapter.apply(loaded.model, cfg.adapter)
-        state, evals = LoopState(), []
+    # A resumed run applies the adapter as the first run did (same random initialisation),
+    # then the checkpoint overwrites it, and its random states take over from there.
+    model = adapter.apply(loaded.model, cfg.adapter)
+    state, evals = LoopState(), []
+    if found is not None:
+        state, saved = load_checkpoint(found, model, accelerator.process_index)
+        say(f"resuming {out} from {found.name}: step {state.step} of {cfg.train.max_steps}")
+        if "base" in saved:
+            metrics["base"] = saved["base"]
+        evals = list(saved.get("evals", []))
+        if main:
+            _truncate_log(out / "train_log.jsonl", state.step)
     extra = {"base": metrics["base"]} if "base" in metrics else {}
     result = _train(cfg, model, accelerator, loaded, data, state, out, metric, evals, extra)
     counts = state.counts

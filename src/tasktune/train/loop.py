@@ -28,10 +28,9 @@ import torch
 from tqdm.auto import tqdm
 
 from tasktune.config import EncodingConfig, TrainConfig
-from tasktune.constants import IGNORE_INDEX
 from tasktune.data.example import Example
 from tasktune.encoding import ChatEncoder, Encoded, pad_right
-from tasktune.train.loss import supervised_loss_sum
+from tasktune.train.loss import count_supervised, supervised_loss_sum
 from tasktune.train.schedule import lr_at, steps_that_fit
 
 __all__ = ["StepInfo", "EncodeCounts", "LoopState", "NonFiniteLoss", "TrainingStopped", "make_accelerator", "train_steps"]
@@ -135,13 +134,12 @@ def make_accelerator(cfg: TrainConfig, seed: int, dtype: torch.dtype = torch.flo
     return accelerator
 
 
-def _float32_trainable(params: list[torch.nn.Parameter]) -> int:
+def _float32_trainable(params: list[torch.nn.Parameter]) -> None:
     """Trainable weights held in float16/bfloat16 become float32 (optimizer updates far
-    smaller than a 16-bit weight's last digit would vanish); returns how many."""
-    low = [p for p in params if p.dtype in (torch.float16, torch.bfloat16)]
-    for p in low:
-        p.data = p.data.float()
-    return len(low)
+    smaller than a 16-bit weight's last digit would vanish)."""
+    for p in params:
+        if p.dtype in (torch.float16, torch.bfloat16):
+            p.data = p.data.float()
 
 
 def _counted(stream: Iterator[Example], state: LoopState) -> Iterator[Example]:
@@ -173,10 +171,6 @@ def _global_batches(
             counts.truncated += encoded.truncated
             rows.append(encoded)
         yield rows
-
-
-def _supervised(row: Encoded) -> int:
-    return sum(1 for label in row.labels[1:] if label != IGNORE_INDEX)
 
 
 def train_steps(
@@ -268,12 +262,14 @@ def train_steps(
             for group in optimizer.param_groups:
                 group["lr"] = lr * group["lr_scale"]
             rows = next(batches)
-            n_sup = max(1, sum(_supervised(r) for r in rows))
+            # The whole step's batch, padded once: every process counts the same
+            # supervised tokens and slices its share (padding past a slice's longest
+            # row is cut by the loss, which stops at the last supervised column).
+            step_batch = pad_right([r.input_ids for r in rows], [r.labels for r in rows], pad_id)
+            n_sup = max(1, count_supervised(step_batch["labels"]))
             loss_total = torch.zeros((), dtype=torch.float32)
             for j in range(cfg.grad_accum):
-                part = rows[j * micro : (j + 1) * micro][mine]
-                batch = pad_right([r.input_ids for r in part], [r.labels for r in part], pad_id)
-                batch = {k: v.to(accelerator.device) for k, v in batch.items()}
+                batch = {k: v[j * micro : (j + 1) * micro][mine].to(accelerator.device) for k, v in step_batch.items()}
                 # Gradients are averaged over processes only on the last micro-batch.
                 with accelerator.no_sync(model) if j < cfg.grad_accum - 1 else nullcontext():
                     loss = supervised_loss_sum(model, batch, share) / n_sup
@@ -291,7 +287,7 @@ def train_steps(
             state.step = step + 1
             state.examples += cfg.batch_size
             state.supervised += n_sup
-            state.tokens += sum(len(r.input_ids) for r in rows)
+            state.tokens += int(step_batch["attention_mask"].sum())
             took = time.perf_counter() - started
             state.seconds += took
             if step > first:  # the first step, slow while memory is allocated, is not the pace
