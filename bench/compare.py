@@ -18,10 +18,20 @@ Generation: greedy, batches of 32 left-padded prompts, the same 64 prompt token 
 and the same max_new_tokens on both sides, base model; tasktune's generate_completions
 against a plain `model.generate` loop. New tokens are counted up to the stop token.
 
-Not measured yet: time to 95% exact match (issue #7).
+Time to 95% exact match on the demo task (integer + and - with operands 0 to 99, the
+demo's 300 held-out problems), each tool at its best settings: both sides train the
+demo's recipe (LoRA r=32 alpha 64 on all linear layers, lr 2e-3, 20 warm-up steps then
+linear decay to zero over 460 steps of 16, the same stream of training problems, two
+thirds subtraction) and are evaluated every ``--target-every`` steps on the same
+held-out problems, checked by value with the same verifier; a side stops at the first
+evaluation that reaches the target. tasktune runs as `tasktune train
+configs/arith_lora.yaml` does; the baseline is Trainer + PEFT with the tokenizer's own
+chat template, and generates with `model.generate` (batches of 32). Time counts training
+only (evaluation excluded on both sides); a side that never reaches the target within
+the 460 steps makes the ratio a bound.
 
 Usage:
-    python bench/compare.py [--steps 8 --warmup 2 --rounds 2]
+    python bench/compare.py [--steps 8 --warmup 2 --rounds 2 --target-every 92 --no-target]
 Writes bench/results/latest.json and prints the ratio table.
 """
 
@@ -59,11 +69,35 @@ def _setup():
     return cfg, data, load_base(cfg)
 
 
-def _lora(model):
+def _lora(model, r: int = 16, alpha: int = 32):
     import peft
 
-    config = peft.LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, target_modules="all-linear", task_type="CAUSAL_LM")
+    config = peft.LoraConfig(r=r, lora_alpha=alpha, lora_dropout=0.0, target_modules="all-linear", task_type="CAUSAL_LM")
     return peft.get_peft_model(model, config)
+
+
+def _plain(model):
+    """Trainer refuses a model loaded from GGUF (it counts as quantized, though its
+    tensors are de-quantized to fp32); a Hugging Face user would convert it to a plain
+    folder first. Dropping the GGUF marker is the same model without the round trip."""
+    model.hf_quantizer = None
+    model.is_quantized = False
+    model.config.__dict__.pop("quantization_config", None)
+    return model
+
+
+def _hf_features(tok, examples) -> list[dict]:
+    """Training rows the way the Hugging Face docs build them: the tokenizer's own chat
+    template (SmolLM2's injects its default system prompt), prompt tokens masked."""
+    features = []
+    for ex in examples:
+        prompt = tok.apply_chat_template([{"role": "user", "content": ex.prompt}], add_generation_prompt=True, tokenize=False)
+        full = tok.apply_chat_template([{"role": "user", "content": ex.prompt}, {"role": "assistant", "content": ex.response}],
+                                       tokenize=False)
+        p_ids = tok(prompt, add_special_tokens=False).input_ids
+        ids = tok(full, add_special_tokens=False).input_ids
+        features.append({"input_ids": ids, "labels": [-100] * len(p_ids) + ids[len(p_ids) :], "attention_mask": [1] * len(ids)})
+    return features
 
 
 def _rows(loaded, data, n: int):
@@ -104,27 +138,13 @@ def side_hf(steps: int, warmup: int, same_tokens: bool) -> dict:
     tok = loaded.tokenizer
     n = 16 * (warmup + steps)
     if same_tokens:
-        features = [{"input_ids": r.input_ids, "labels": r.labels} for r in _rows(loaded, data, n)]
-    else:  # the docs' way: the tokenizer's own template, prompt masked
-        features = []
-        for ex in islice(data.train, n):
-            prompt = tok.apply_chat_template([{"role": "user", "content": ex.prompt}], add_generation_prompt=True, tokenize=False)
-            full = tok.apply_chat_template([{"role": "user", "content": ex.prompt}, {"role": "assistant", "content": ex.response}], tokenize=False)
-            p_ids = tok(prompt, add_special_tokens=False).input_ids
-            ids = tok(full, add_special_tokens=False).input_ids
-            features.append({"input_ids": ids, "labels": [-100] * len(p_ids) + ids[len(p_ids):]})
-    for f in features:
-        f["attention_mask"] = [1] * len(f["input_ids"])
+        features = [{"input_ids": r.input_ids, "labels": r.labels, "attention_mask": [1] * len(r.input_ids)}
+                    for r in _rows(loaded, data, n)]
+    else:
+        features = _hf_features(tok, list(islice(data.train, n)))
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
-    # Trainer refuses a model loaded from GGUF (it counts as quantized, though its tensors
-    # are de-quantized to fp32); a Hugging Face user would convert it to a plain folder
-    # first. Dropping the GGUF marker is the same model without the round trip.
-    base = loaded.model
-    base.hf_quantizer = None
-    base.is_quantized = False
-    base.config.__dict__.pop("quantization_config", None)
-    model = _lora(base)
+    model = _lora(_plain(loaded.model))
 
     class Clock(TrainerCallback):
         def __init__(self):
@@ -180,8 +200,108 @@ def side_generate(which: str, n: int = 64, max_new_tokens: int = 8) -> dict:
     return {"new_tokens_per_second": new / seconds, "new_tokens": new, "seconds": seconds}
 
 
+TARGET = 0.95
+TARGET_STEPS = 460  # the demo's schedule (configs/arith_lora.yaml); --target-steps for a quick look
+
+
+def _first_at_target(evals: list[dict]) -> dict | None:
+    """The first evaluation (``{"step", "seconds", "exact_match"}``) at or above the target."""
+    return next((e for e in evals if e["exact_match"] >= TARGET), None)
+
+
+def side_target_tasktune(every: int, steps: int) -> dict:
+    """`tasktune train configs/arith_lora.yaml` as a user runs it, evaluating every
+    ``every`` steps and stopping at the target; figures from its metrics.json."""
+    out = Path("/tmp/tasktune-bench-target")
+    cmd = [sys.executable, "-m", "tasktune", "train", str(CONFIG), "--overwrite", f"output_dir={out}",
+           "eval.base=false", f"eval.every={every}", f"train.stop_at={TARGET}", f"train.max_steps={steps}"]
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    metrics = json.loads((out / "metrics.json").read_text())
+    evals = [{"step": e["step"], "seconds": e["seconds"], "exact_match": e["exact_match"]} for e in metrics.get("evals", [])]
+    train = metrics["train"]
+    if not metrics["train"].get("stopped_at_target"):  # the final evaluation, after the last step
+        evals.append({"step": train["steps"], "seconds": train["seconds"], "exact_match": metrics["final"]["exact_match"]})
+    hit = _first_at_target(evals)
+    return {"evals": evals, "seconds_to_target": hit["seconds"] if hit else None,
+            "seconds_trained": evals[-1]["seconds"], "steps_trained": evals[-1]["step"]}
+
+
+def side_target_hf(every: int, steps: int) -> dict:
+    """Trainer + PEFT on the same problems and recipe, with the tokenizer's own chat
+    template; a callback evaluates every ``every`` steps (time excluded) and stops at
+    the target."""
+    import torch
+    from transformers import DataCollatorForSeq2Seq, Trainer, TrainerCallback, TrainingArguments
+
+    from tasktune.config import load_config
+    from tasktune.data import build_datasets
+    from tasktune.encoding import pad_left
+    from tasktune.eval import is_correct
+    from tasktune.recipes.common import load_base, max_new_tokens_for
+
+    cfg = load_config(CONFIG)
+    data = build_datasets(cfg.data, cfg.eval.max_examples, cfg.eval.seed, cfg.seed)
+    loaded = load_base(cfg)
+    tok, stop = loaded.tokenizer, loaded.encoder.stop_id
+    budget = max_new_tokens_for(cfg, tok, data.eval)
+    features = _hf_features(tok, list(islice(data.train, cfg.train.batch_size * steps)))
+    prompts = [tok(tok.apply_chat_template([{"role": "user", "content": ex.prompt}], add_generation_prompt=True,
+                                           tokenize=False), add_special_tokens=False).input_ids for ex in data.eval]
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    lc = cfg.adapter.lora
+    model = _lora(_plain(loaded.model), r=lc.r, alpha=lc.alpha)
+
+    def exact_match(model) -> float:
+        right = 0
+        with torch.inference_mode():
+            for i in range(0, len(prompts), 32):
+                batch = pad_left(prompts[i : i + 32], tok.pad_token_id)
+                out = model.generate(**batch, max_new_tokens=budget, do_sample=False, eos_token_id=stop,
+                                     pad_token_id=tok.pad_token_id)
+                texts = tok.batch_decode(out[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)
+                right += sum(is_correct(t.strip(), ex.answer, numeric=True) for t, ex in zip(texts, data.eval[i : i + 32]))
+        return right / len(prompts)
+
+    class Target(TrainerCallback):
+        def __init__(self):
+            self.evals, self.paused, self.begin = [], 0.0, 0.0
+
+        def on_train_begin(self, args, state, control, **kw):
+            self.begin = time.perf_counter()
+
+        def on_step_end(self, args, state, control, model=None, **kw):
+            if state.global_step % every and state.global_step < args.max_steps:
+                return
+            started = time.perf_counter()
+            model.eval()
+            em = exact_match(model)
+            model.train()
+            self.evals.append({"step": state.global_step, "seconds": round(started - self.begin - self.paused, 1),
+                               "exact_match": em})
+            self.paused += time.perf_counter() - started
+            print(f"hf step {state.global_step}: exact match {em:.1%}", file=sys.stderr, flush=True)
+            control.should_training_stop = em >= TARGET
+
+    target = Target()
+    t = cfg.train
+    args = TrainingArguments(output_dir="/tmp/tasktune-bench-hf", per_device_train_batch_size=t.batch_size,
+                             learning_rate=t.lr, warmup_steps=t.warmup_steps, lr_scheduler_type="linear",
+                             max_steps=steps, report_to=[], save_strategy="no", logging_strategy="no",
+                             disable_tqdm=True, dataloader_drop_last=True, seed=cfg.seed)
+    trainer = Trainer(model=model, args=args, train_dataset=features, callbacks=[target],
+                      data_collator=DataCollatorForSeq2Seq(tok, padding=True, label_pad_token_id=-100))
+    trainer.train()
+    hit = _first_at_target(target.evals)
+    return {"evals": target.evals, "seconds_to_target": hit["seconds"] if hit else None,
+            "seconds_trained": target.evals[-1]["seconds"], "steps_trained": target.evals[-1]["step"]}
+
+
 def _child(args) -> int:
-    if args.side == "tasktune":
+    if args.side.startswith("target_"):
+        side = side_target_tasktune if args.side == "target_tasktune" else side_target_hf
+        out = side(args.target_every, args.target_steps)
+    elif args.side == "tasktune":
         out = side_tasktune(args.steps, args.warmup)
     elif args.side in ("hf", "hf_same"):
         out = side_hf(args.steps, args.warmup, args.side == "hf_same")
@@ -192,7 +312,8 @@ def _child(args) -> int:
 
 
 def _run(side: str, args) -> dict:
-    cmd = [sys.executable, __file__, "--child", side, "--steps", str(args.steps), "--warmup", str(args.warmup)]
+    cmd = [sys.executable, __file__, "--child", side, "--steps", str(args.steps), "--warmup", str(args.warmup),
+           "--target-every", str(args.target_every), "--target-steps", str(args.target_steps)]
     done = subprocess.run(cmd, capture_output=True, text=True, env={**__import__("os").environ, "TQDM_DISABLE": "1"})
     lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
     if done.returncode or not lines:
@@ -200,6 +321,36 @@ def _run(side: str, args) -> dict:
     result = json.loads(lines[-1][7:])
     print(f"  {side}: {json.dumps({k: round(v, 2) if isinstance(v, float) else v for k, v in result.items()})}", flush=True)
     return result
+
+
+def _target_ratio(runs: dict) -> dict:
+    """``time_to_target_speedup`` (baseline seconds over tasktune's); when a side never
+    reached the target, its training time so far makes the ratio a bound, and
+    ``time_to_target_bound`` says which (``at_least`` or ``at_most``)."""
+    if "target_tasktune" not in runs:
+        return {"time_to_target_speedup": None, "time_to_target_bound": "not measured"}
+    t, h = runs["target_tasktune"][0], runs["target_hf"][0]
+    if t["seconds_to_target"] is None and h["seconds_to_target"] is None:
+        return {"time_to_target_speedup": None, "time_to_target_bound": "neither side reached the target"}
+    ratio = (h["seconds_to_target"] or h["seconds_trained"]) / (t["seconds_to_target"] or t["seconds_trained"])
+    bound = "exact" if t["seconds_to_target"] and h["seconds_to_target"] else "at_least" if t["seconds_to_target"] else "at_most"
+    return {"time_to_target_speedup": ratio, "time_to_target_bound": bound}
+
+
+def _target_row(runs: dict, ratios: dict) -> str:
+    if "target_tasktune" not in runs:
+        return "| time to 95% exact match | not measured (--no-target) | | |"
+
+    def cell(side: dict) -> str:
+        trail = " / ".join(f"{e['exact_match']:.1%}@{e['step']}" for e in side["evals"])
+        if side["seconds_to_target"] is None:
+            return f"not reached in {side['steps_trained']} steps ({side['seconds_trained'] / 60:.1f} min: {trail})"
+        return f"{side['seconds_to_target'] / 60:.1f} min ({trail})"
+
+    r = ratios["time_to_target_speedup"]
+    mark = {"exact": "", "at_least": ">= ", "at_most": "<= "}.get(ratios["time_to_target_bound"], "")
+    text = f"{mark}{r:.2f}x" if r is not None else ratios["time_to_target_bound"]
+    return f"| time to 95% exact match (training min) | {cell(runs['target_tasktune'][0])} | {cell(runs['target_hf'][0])} | {text} |"
 
 
 def _gemm_peak() -> float:
@@ -221,6 +372,9 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=8, help="timed training steps per run")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps first")
     parser.add_argument("--rounds", type=int, default=2, help="runs of each side (order alternates)")
+    parser.add_argument("--target-every", type=int, default=92, help="steps between evaluations in the time-to-target runs")
+    parser.add_argument("--target-steps", type=int, default=TARGET_STEPS, help="the schedule's length in those runs")
+    parser.add_argument("--no-target", action="store_true", help="skip the time-to-target runs (about 35 minutes)")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -237,7 +391,12 @@ def main() -> int:
             runs[side].append(_run(side, args))
         for side in (["gen_tasktune", "gen_hf"] if r % 2 == 0 else ["gen_hf", "gen_tasktune"]):
             runs[side].append(_run(side, args))
-    mean = {s: {k: statistics.mean(r[k] for r in rs) for k in rs[0] if isinstance(rs[0][k], (int, float))} for s, rs in runs.items()}
+    if not args.no_target:
+        print("time to target: target_hf target_tasktune", flush=True)
+        for side in ("target_hf", "target_tasktune"):
+            runs[side] = [_run(side, args)]
+    mean = {s: {k: statistics.mean(r[k] for r in rs) for k in rs[0] if isinstance(rs[0][k], (int, float))} for s, rs in runs.items()
+            if not s.startswith("target_")}
     peak = _gemm_peak()
     # Training FLOPs of a LoRA step, estimated: forward 2NT and the activation backward 2NT
     # over the non-embedding weights N (the adapters and the answer-only head are small).
@@ -248,8 +407,8 @@ def main() -> int:
         "train_speedup": mean["tasktune"]["examples_per_second"] / mean["hf"]["examples_per_second"],
         "train_speedup_same_tokens": mean["tasktune"]["examples_per_second"] / mean["hf_same"]["examples_per_second"],
         "generate_speedup": mean["gen_tasktune"]["new_tokens_per_second"] / mean["gen_hf"]["new_tokens_per_second"],
-        "time_to_target_speedup": None,
     }
+    ratios.update(_target_ratio(runs))
     result = {
         "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}",
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -270,7 +429,7 @@ def main() -> int:
     print(f"| tokens per row (defaults) | {t['tokens_per_row']:.1f} | {h['tokens_per_row']:.1f} | |")
     print(f"| peak RSS MiB (defaults) | {t['peak_rss_mib']:.0f} | {h['peak_rss_mib']:.0f} | {t['peak_rss_mib'] / h['peak_rss_mib']:.2f}x |")
     print(f"| generation new tokens/s | {mean['gen_tasktune']['new_tokens_per_second']:.1f} | {mean['gen_hf']['new_tokens_per_second']:.1f} | {ratios['generate_speedup']:.2f}x |")
-    print(f"| time to 95% exact match | not measured | not measured | - |")
+    print(_target_row(runs, ratios))
     print(f"\nfp32 GEMM peak {peak / 1e9:.0f} GFLOP/s; tasktune training ~{achieved / 1e9:.0f} GFLOP/s (4 x {n_body / 1e6:.0f}M x tokens/s)")
     print(f"wrote {out.relative_to(ROOT)}")
     return 0

@@ -235,6 +235,16 @@ def test_config_errors_are_listed_at_once_with_did_you_mean(tmp_path: Path):
     assert "Traceback" not in result.stderr
 
 
+def test_overrides_after_a_flag_are_taken_and_stray_flags_refused(tmp_path: Path):
+    """`train CONFIG --overwrite key=value` is how people type it: the override after the
+    flag must reach the config (here it is checked, and refused for its value)."""
+    result = tasktune("train", str(CONFIG), "--overwrite", "train.max_steps=0", f"output_dir={tmp_path}")
+    assert result.returncode == 1
+    assert "train.max_steps" in result.stderr and "Traceback" not in result.stderr
+    result = tasktune("train", str(CONFIG), "--overwrite", "--bogus", f"output_dir={tmp_path}")
+    assert result.returncode == 2 and "unrecognized arguments: --bogus" in result.stderr
+
+
 def test_missing_config_file(tmp_path: Path):
     result = tasktune("train", str(tmp_path / "nope.yaml"))
     assert result.returncode == 1

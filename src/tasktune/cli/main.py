@@ -137,8 +137,21 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    """Parse, taking ``key=value`` overrides wherever they stand: argparse ends a
+    ``nargs="*"`` positional at the first flag, so ``train CONFIG --overwrite
+    train.lr=1e-3`` would otherwise be refused."""
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    if rest and hasattr(args, "overrides") and all("=" in a and not a.startswith("-") for a in rest):
+        args.overrides = [*args.overrides, *rest]
+    elif rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = _parse(argv)
     try:
         return run(args)
     except (ConfigError, FileNotFoundError, ValueError) as exc:
