@@ -203,8 +203,8 @@ class TrainConfig:
     max_steps: int = 300
     """Optimizer steps."""
     max_minutes: float | None = None
-    """A time budget for training: when the recent pace (checked every 10% of max_steps)
-    shows max_steps will not fit, the run is shortened to the steps that do and the decay
+    """A time budget for training: when the recent pace (checked every 10% of max_steps,
+    the first 10 steps left out) shows max_steps will not fit, the run is shortened to the steps that do and the decay
     still ends at its floor; a later check may give steps back. Training stops at the
     budget in any case. A run that fits ends on max_steps and reproduces exactly. null:
     steps only."""
