@@ -204,10 +204,10 @@ class TrainConfig:
     """Optimizer steps."""
     max_minutes: float | None = None
     """A time budget for training: when the recent pace (checked every 10% of max_steps,
-    the first 10 steps left out) shows max_steps will not fit, the run is shortened to the steps that do and the decay
-    still ends at its floor; a later check may give steps back. Training stops at the
-    budget in any case. A run that fits ends on max_steps and reproduces exactly. null:
-    steps only."""
+    the first 10 steps left out) shows max_steps will not fit, the run is shortened to
+    the steps that do and the decay still ends at its floor; a later check may give
+    steps back. Training stops at the budget in any case. A run that fits ends on
+    max_steps and reproduces exactly. null: steps only."""
     batch_size: int = 16
     """Examples per optimizer step, across all processes and micro-batches (the global batch);
     N processes each train on batch_size / N of them, so the run does not depend on N."""

@@ -253,7 +253,7 @@ def train_steps(
         state.total = cfg.max_steps
     checks = {cfg.max_steps * k // 10 for k in range(1, 10)} - {0, 1}
     window, window_steps = 0.0, 0
-    settled = state.step + min(10, cfg.max_steps // 20)  # steps before it do not count in the pace
+    settled = state.step + min(10, max(1, cfg.max_steps // 20))  # steps before it are not the pace
     try:
         for step in range(state.step, cfg.max_steps):
             if step >= state.total:
