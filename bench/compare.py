@@ -60,12 +60,12 @@ def _peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _setup():
+def _setup(overrides: list[str] = OVERRIDES):
     from tasktune.config import load_config
     from tasktune.data import build_datasets
     from tasktune.recipes.common import load_base
 
-    cfg = load_config(CONFIG, OVERRIDES)
+    cfg = load_config(CONFIG, overrides)
     data = build_datasets(cfg.data, cfg.eval.max_examples, cfg.eval.seed, cfg.seed)
     return cfg, data, load_base(cfg)
 
@@ -87,15 +87,35 @@ def _plain(model):
     return model
 
 
+def _hf_prompt_ids(tok, text: str) -> list[int]:
+    """A prompt rendered by the tokenizer's own chat template, ready for the answer."""
+    prompt = tok.apply_chat_template([{"role": "user", "content": text}], add_generation_prompt=True, tokenize=False)
+    return tok(prompt, add_special_tokens=False).input_ids
+
+
+def _hf_generate(model, prompts: list[list[int]], pad: int, stop: int, max_new_tokens: int) -> list[list[int]]:
+    """The new tokens of plain `model.generate`, greedy, in left-padded batches of 32."""
+    import torch
+
+    from tasktune.encoding import pad_left
+
+    new = []
+    with torch.inference_mode():
+        for i in range(0, len(prompts), 32):
+            batch = pad_left(prompts[i : i + 32], pad)
+            out = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=stop, pad_token_id=pad)
+            new += out[:, batch["input_ids"].shape[1] :].tolist()
+    return new
+
+
 def _hf_features(tok, examples) -> list[dict]:
     """Training rows the way the Hugging Face docs build them: the tokenizer's own chat
     template (SmolLM2's injects its default system prompt), prompt tokens masked."""
     features = []
     for ex in examples:
-        prompt = tok.apply_chat_template([{"role": "user", "content": ex.prompt}], add_generation_prompt=True, tokenize=False)
         full = tok.apply_chat_template([{"role": "user", "content": ex.prompt}, {"role": "assistant", "content": ex.response}],
                                        tokenize=False)
-        p_ids = tok(prompt, add_special_tokens=False).input_ids
+        p_ids = _hf_prompt_ids(tok, ex.prompt)
         ids = tok(full, add_special_tokens=False).input_ids
         features.append({"input_ids": ids, "labels": [-100] * len(p_ids) + ids[len(p_ids) :], "attention_mask": [1] * len(ids)})
     return features
@@ -132,7 +152,6 @@ def side_tasktune(steps: int, warmup: int) -> dict:
 
 
 def side_hf(steps: int, warmup: int, same_tokens: bool) -> dict:
-    import torch
     from transformers import DataCollatorForSeq2Seq, Trainer, TrainerCallback, TrainingArguments
 
     cfg, data, loaded = _setup()
@@ -175,9 +194,6 @@ def side_hf(steps: int, warmup: int, same_tokens: bool) -> dict:
 
 
 def side_generate(which: str, n: int = 64, max_new_tokens: int = 8) -> dict:
-    import torch
-
-    from tasktune.encoding import pad_left
     from tasktune.generate import generate_completions
 
     cfg, data, loaded = _setup()
@@ -189,14 +205,9 @@ def side_generate(which: str, n: int = 64, max_new_tokens: int = 8) -> dict:
         done = generate_completions(model, loaded.tokenizer, prompts, stop, max_new_tokens, batch_size=32)
         new = sum(c.tokens for c in done)
     else:
-        new = 0
         pad = loaded.tokenizer.pad_token_id if loaded.tokenizer.pad_token_id is not None else stop
-        with torch.inference_mode():
-            for i in range(0, n, 32):
-                batch = pad_left(prompts[i : i + 32], pad)
-                out = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=stop, pad_token_id=pad)
-                for row in out[:, batch["input_ids"].shape[1] :].tolist():
-                    new += row.index(stop) + 1 if stop in row else len(row)
+        rows = _hf_generate(model, prompts, pad, stop, max_new_tokens)
+        new = sum(row.index(stop) + 1 if stop in row else len(row) for row in rows)
     seconds = time.perf_counter() - started
     return {"new_tokens_per_second": new / seconds, "new_tokens": new, "seconds": seconds}
 
@@ -229,7 +240,7 @@ def side_target_tasktune(every: int, steps: int) -> dict:
     metrics = json.loads((out / "metrics.json").read_text())
     evals = [{"step": e["step"], "seconds": e["seconds"], "exact_match": e["exact_match"]} for e in metrics.get("evals", [])]
     train = metrics["train"]
-    if not metrics["train"].get("stopped_at_target"):  # the final evaluation, after the last step
+    if not train.get("stopped_at_target"):  # the final evaluation, after the last step
         evals.append({"step": train["steps"], "seconds": train["seconds"], "exact_match": metrics["final"]["exact_match"]})
     return _target_figures(evals)
 
@@ -238,38 +249,24 @@ def side_target_hf(every: int, steps: int) -> dict:
     """Trainer + PEFT on the same problems and recipe, with the tokenizer's own chat
     template; a callback evaluates every ``every`` steps (time excluded) and stops at
     the target."""
-    import torch
     from transformers import DataCollatorForSeq2Seq, Trainer, TrainerCallback, TrainingArguments
 
-    from tasktune.config import load_config
-    from tasktune.data import build_datasets
-    from tasktune.encoding import pad_left
     from tasktune.eval import is_correct
-    from tasktune.recipes.common import load_base, max_new_tokens_for
+    from tasktune.recipes.common import max_new_tokens_for
 
-    cfg = load_config(CONFIG)
-    data = build_datasets(cfg.data, cfg.eval.max_examples, cfg.eval.seed, cfg.seed)
-    loaded = load_base(cfg)
+    cfg, data, loaded = _setup([])  # the demo's own recipe
     tok, stop = loaded.tokenizer, loaded.encoder.stop_id
     budget = max_new_tokens_for(cfg, tok, data.eval)
     features = _hf_features(tok, list(islice(data.train, cfg.train.batch_size * steps)))
-    prompts = [tok(tok.apply_chat_template([{"role": "user", "content": ex.prompt}], add_generation_prompt=True,
-                                           tokenize=False), add_special_tokens=False).input_ids for ex in data.eval]
+    prompts = [_hf_prompt_ids(tok, ex.prompt) for ex in data.eval]
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
     lc = cfg.adapter.lora
     model = _lora(_plain(loaded.model), r=lc.r, alpha=lc.alpha)
 
     def exact_match(model) -> float:
-        right = 0
-        with torch.inference_mode():
-            for i in range(0, len(prompts), 32):
-                batch = pad_left(prompts[i : i + 32], tok.pad_token_id)
-                out = model.generate(**batch, max_new_tokens=budget, do_sample=False, eos_token_id=stop,
-                                     pad_token_id=tok.pad_token_id)
-                texts = tok.batch_decode(out[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)
-                right += sum(is_correct(t.strip(), ex.answer, numeric=True) for t, ex in zip(texts, data.eval[i : i + 32]))
-        return right / len(prompts)
+        texts = tok.batch_decode(_hf_generate(model, prompts, tok.pad_token_id, stop, budget), skip_special_tokens=True)
+        return sum(is_correct(t.strip(), ex.answer, numeric=True) for t, ex in zip(texts, data.eval)) / len(prompts)
 
     class Target(TrainerCallback):
         def __init__(self):
