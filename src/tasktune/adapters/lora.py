@@ -6,6 +6,7 @@ from pathlib import Path
 
 import torch
 
+from tasktune.adapters.weights import tensor_copies
 from tasktune.config import AdapterConfig
 
 __all__ = ["apply", "param_groups", "save", "load", "TRAINS_BASE"]
@@ -70,7 +71,10 @@ def param_groups(model, cfg: AdapterConfig) -> list[dict]:
 
 def save(model, directory: str | Path) -> None:
     """Write ``adapter_config.json`` and ``adapter_model.safetensors`` (PEFT's format)."""
-    model.save_pretrained(str(directory), safe_serialization=True)
+    # The parameters, not state_dict(): under FSDP, state_dict() gives each process's
+    # shards even while the weights are gathered whole.
+    state = tensor_copies((n, p) for n, p in model.named_parameters() if "lora_" in n)
+    model.save_pretrained(str(directory), safe_serialization=True, state_dict=state)
 
 
 def load(model, directory: str | Path):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["trainable_groups", "save_trained", "load_trained", "CONFIG_NAME", "WEIGHTS_NAME"]
+__all__ = ["trainable_groups", "tensor_copies", "save_trained", "load_trained", "CONFIG_NAME", "WEIGHTS_NAME"]
 
 CONFIG_NAME = "adapter_config.json"
 WEIGHTS_NAME = "adapter_model.safetensors"
@@ -25,12 +25,19 @@ def trainable_groups(model) -> list[dict]:
     return [{"params": [p for p in model.parameters() if p.requires_grad], "lr_scale": 1.0}]
 
 
+def tensor_copies(named) -> dict[str, torch.Tensor]:
+    """``{name: tensor}`` of ``(name, tensor)`` pairs as detached CPU copies with storage of
+    their own: what safetensors writes. (The weights an FSDP run gathers whole are views
+    into one all-gather buffer, which safetensors cannot read.)"""
+    return {n: t.detach().to("cpu", copy=True).contiguous() for n, t in named}
+
+
 def save_trained(model, directory: str | Path, settings: dict) -> None:
     """Write the trainable tensors of ``model`` and ``settings`` (JSON-serialisable)."""
     from safetensors.torch import save_file
 
     d = Path(directory)
-    tensors = {n: p.detach().contiguous().cpu() for n, p in model.named_parameters() if p.requires_grad}
+    tensors = tensor_copies((n, p) for n, p in model.named_parameters() if p.requires_grad)
     if not tensors:
         raise ValueError("the model has no trainable tensors to save")
     save_file(tensors, str(d / WEIGHTS_NAME), metadata={"format": "pt"})

@@ -32,8 +32,10 @@ from typing import Callable
 import numpy as np
 import torch
 
+from tasktune.adapters.weights import tensor_copies
 from tasktune.checkpoint.store import save_adapter
 from tasktune.train import LoopState
+from tasktune.train.shard import full_optimizer_state
 
 __all__ = ["save_checkpoint", "latest_checkpoint", "load_checkpoint", "STATE_NAME"]
 
@@ -133,7 +135,8 @@ def save_checkpoint(
 
     Args:
         out_dir: The run folder.
-        model: The model in training (DDP-wrapped or not).
+        model: The model in training (DDP-wrapped or not; sharded by FSDP, inside
+            :func:`tasktune.train.shard.whole_weights`).
         method: The adapter method (its own save format is written too).
         state: The loop's state after ``state.step`` steps (its live optimizer included).
         extra: JSON-serialisable recipe state to hand back on resume.
@@ -153,13 +156,14 @@ def save_checkpoint(
         partial.mkdir(parents=True)
     barrier()
     _save_rng(partial, rank)
+    optimizer_state = full_optimizer_state(state.optimizer)  # sharded (FSDP) moments made whole
     barrier()
     if rank == 0:
         inner = _unwrap(model)
         save_adapter(inner, method, partial)
-        trainable = {n: p.detach().contiguous().cpu() for n, p in inner.named_parameters() if p.requires_grad}
+        trainable = tensor_copies((n, p) for n, p in inner.named_parameters() if p.requires_grad)
         save_file(trainable, str(partial / TRAINABLE_NAME))
-        opt_tensors, opt_rest = _split_optimizer(state.optimizer.state_dict())
+        opt_tensors, opt_rest = _split_optimizer(optimizer_state)
         save_file(opt_tensors, str(partial / OPTIMIZER_NAME))
         record = {"format": FORMAT, "method": method, "loop": state.totals(), "optimizer": opt_rest, "extra": extra}
         (partial / STATE_NAME).write_text(json.dumps(record, indent=1), encoding="utf-8")

@@ -90,7 +90,9 @@ def generate_completions(
         if config.do_sample:
             torch.manual_seed(sampling.seed + number)
         batch = {k: v.to(device) for k, v in pad_left([prompts[i] for i in rows], pad_id).items()}
-        ids = model.generate(**batch, generation_config=config)
+        # synced_gpus=False: transformers would otherwise sync every step with the other
+        # processes of an FSDP run, which wait while the main one evaluates whole weights.
+        ids = model.generate(**batch, generation_config=config, synced_gpus=False)
         new = ids[:, batch["input_ids"].shape[1] :]
         for i, seq in zip(rows, new.tolist()):
             seq = seq[: caps[i]]  # a longer row cap in the batch does not lengthen this row

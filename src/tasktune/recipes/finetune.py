@@ -20,6 +20,7 @@ from tasktune.data import build_datasets
 from tasktune.recipes.common import Loaded, evaluate_examples, headline_metric, load_base, max_new_tokens_for, metric_text
 from tasktune.report import read_log, write_json, write_jsonl, write_report
 from tasktune.train import LoopState, NonFiniteLoss, StepInfo, TrainingStopped, make_accelerator, train_steps
+from tasktune.train.shard import gather_weights, whole_weights
 
 __all__ = ["finetune", "run_summary", "merge_categories", "decoding", "RUN_FILES"]
 
@@ -158,6 +159,7 @@ def _train(
             the step, the last good checkpoint and what to change.
     """
     main = accelerator.is_main_process
+    reshard = _reshard_after_forward(accelerator)
     groups = get_adapter(cfg.adapter.method).param_groups(model, cfg.adapter)
     held_out = data.eval[: cfg.eval.every_examples] if cfg.eval.every_examples else data.eval
     last = None
@@ -173,8 +175,10 @@ def _train(
                     log.write(json.dumps(_log_row(info)) + "\n")
                     log.flush()
                 if cfg.eval.every and info.step % cfg.eval.every == 0 and info.step < cfg.train.max_steps:
-                    if main and _evaluate_during(cfg, loaded, model, held_out, info, metric, evals, log, out):
-                        accelerator.set_trigger()
+                    # FSDP: every process gathers the weights, the main one evaluates alone.
+                    with whole_weights(model, reshard):
+                        if main and _evaluate_during(cfg, loaded, model, held_out, info, metric, evals, log, out):
+                            accelerator.set_trigger()
                     if accelerator.check_trigger():  # every process stops at the same step
                         stopped = True
                         steps.close()
@@ -182,8 +186,9 @@ def _train(
                 if cfg.train.save_every and info.step % cfg.train.save_every == 0 and info.step < cfg.train.max_steps:
                     if main:
                         log.flush()
-                    save_checkpoint(out, model, cfg.adapter.method, state, {**extra, "evals": evals},
-                                    accelerator.process_index, accelerator.wait_for_everyone)
+                    with whole_weights(model, reshard):
+                        save_checkpoint(out, model, cfg.adapter.method, state, {**extra, "evals": evals},
+                                        accelerator.process_index, accelerator.wait_for_everyone)
         except NonFiniteLoss as exc:
             good = latest_checkpoint(out)
             where = (f"the last good checkpoint is {good}; continue from it with `tasktune train CONFIG --resume` "
@@ -201,6 +206,12 @@ def _train(
         tqdm.write(f"train.stop_at={cfg.train.stop_at} reached at step {last.step} of {cfg.train.max_steps}: "
                    f"{metric} {metric_text(metric, evals[-1][metric])} on {evals[-1]['n']} held-out; training stops here")
     return TrainResult(last, metric, evals, stopped)
+
+
+def _reshard_after_forward(accelerator) -> bool:
+    """FSDP's setting (what :func:`whole_weights` restores); True when not sharding."""
+    plugin = getattr(accelerator.state, "fsdp_plugin", None)
+    return bool(getattr(plugin, "reshard_after_forward", True))
 
 
 def _prepare_folder(out: Path, resume: bool, overwrite: bool, clean: bool) -> Path | None:
@@ -341,6 +352,9 @@ def finetune(cfg: RunConfig, resume: bool = False, overwrite: bool = False) -> d
     last = result.last
     accelerator.wait_for_everyone()
     model = accelerator.unwrap_model(model)
+    # FSDP: the weights are gathered whole for good (every process), then the main one
+    # saves and evaluates alone while the others end.
+    gather_weights(model)
     if not main:
         return {}
     saved = save_adapter(model, cfg.adapter.method, out / "adapter")

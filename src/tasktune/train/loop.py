@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ from tasktune.data.example import Example
 from tasktune.encoding import ChatEncoder, Encoded, pad_right
 from tasktune.train.loss import count_supervised, supervised_loss_sum
 from tasktune.train.schedule import lr_at, steps_that_fit
+from tasktune.train.shard import broadcast_from_main, is_sharded, shard_optimizer_state
 
 __all__ = ["StepInfo", "EncodeCounts", "LoopState", "NonFiniteLoss", "TrainingStopped", "make_accelerator", "train_steps"]
 
@@ -123,15 +125,33 @@ def make_accelerator(cfg: TrainConfig, seed: int, dtype: torch.dtype = torch.flo
     from accelerate import Accelerator
     from accelerate.utils import set_seed
 
+    from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
+
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    if _env_flag("ACCELERATE_USE_DEEPSPEED"):
+        raise ValueError("DeepSpeed is not supported by tasktune; shard with FSDP2 instead (parameters, gradients "
+                         "and optimizer state, as ZeRO-3 does): accelerate launch --config_file "
+                         "configs/accelerate/fsdp.yaml -m tasktune train CONFIG")
     gpu = torch.cuda.is_available()
     mixed = {torch.float16: "fp16", torch.bfloat16: "bf16"}.get(dtype, "no") if gpu else "no"
     # accelerate sets up multi-process CPU training (gloo) only when told it is on CPUs.
     several = int(os.environ.get("WORLD_SIZE", "1")) > 1
     accelerator = Accelerator(mixed_precision=mixed, cpu=several and not gpu)
+    if _env_flag("ACCELERATE_USE_FSDP") and several and accelerator.distributed_type != DistributedType.FSDP:
+        # accelerate shards only on accelerators and silently falls back to DDP on CPUs;
+        # FSDP2 itself runs on CPUs too (gloo), so it is set up as asked.
+        accelerator.state.distributed_type = DistributedType.FSDP
+        accelerator.state.fsdp_plugin = FullyShardedDataParallelPlugin()
+    if accelerator.distributed_type == DistributedType.FSDP and accelerator.state.fsdp_plugin.fsdp_version != 2:
+        raise ValueError("FSDP version 1 is not supported by tasktune: set fsdp_version: 2 in the accelerate config "
+                         "(as configs/accelerate/fsdp.yaml does), or FSDP_VERSION=2 with torchrun")
     set_seed(seed + accelerator.process_index)
     return accelerator
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "false").lower() in ("1", "true", "yes")
 
 
 def _float32_trainable(params: list[torch.nn.Parameter]) -> None:
@@ -226,9 +246,13 @@ def train_steps(
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         if hasattr(model, "enable_input_require_grads"):
             model.enable_input_require_grads()
+    if procs > 1 and accelerator.distributed_type == "FSDP":
+        broadcast_from_main(params)  # one initialisation for all (DDP does this itself)
     model, optimizer = accelerator.prepare(model, optimizer)
+    # FSDP replaces the parameters by sharded ones (the optimizer is switched over).
+    params = [p for g in optimizer.param_groups for p in g["params"]]
     if state.optimizer_state is not None:
-        optimizer.load_state_dict(state.optimizer_state)
+        optimizer.load_state_dict(shard_optimizer_state(optimizer, state.optimizer_state))
         state.optimizer_state = None
     state.optimizer = optimizer
     model.train()
@@ -240,6 +264,8 @@ def train_steps(
     share = cfg.share_prefix and procs == 1 and not cfg.gradient_checkpointing
     batches = _global_batches(_counted(stream, state), encoder, enc, cfg.batch_size, state.counts)
     bar = tqdm(total=cfg.max_steps, initial=state.step, desc="train", unit="step", disable=not accelerator.is_local_main_process)
+    if is_sharded(model) and accelerator.is_main_process:
+        tqdm.write(f"parameters, gradients and optimizer state sharded by FSDP2 over {procs} processes", file=sys.stderr)
     # Seconds of this loop's own work: time the caller spends between steps (saving a
     # checkpoint, evaluating) is not training time and does not use up max_minutes.
     deadline = 60.0 * cfg.max_minutes if cfg.max_minutes else float("inf")

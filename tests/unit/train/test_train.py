@@ -291,3 +291,10 @@ def test_a_nan_loss_stops_before_the_step_is_applied(tiny_model_dirs, tokenizer)
         next(steps)
     assert err.value.step == 2
     assert all(torch.equal(p, others[n]) for n, p in model.named_parameters() if n in others)
+
+
+def test_deepspeed_is_refused_with_the_fsdp_way_named(monkeypatch):
+    # What `accelerate launch` sets for a DeepSpeed config; tasktune has no DeepSpeed path.
+    monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")
+    with pytest.raises(ValueError, match="DeepSpeed is not supported.*configs/accelerate/fsdp.yaml"):
+        make_accelerator(TrainConfig(), 0)
