@@ -95,7 +95,7 @@ def test_fsdp_two_processes_follow_the_single_process_run_and_resume(tiny_model_
     # tensors and its optimizer moments equal the single process's.
     for name in ("adapter/adapter_model.safetensors", "checkpoint-10/trainable.safetensors",
                  "checkpoint-10/optimizer.safetensors", "checkpoint-best/adapter_model.safetensors"):
-        assert _max_difference(_tensors(single / name), _tensors(sharded / name)) < 1e-5, name
+        assert _max_difference(_tensors(single / name), _tensors(sharded / name)) < 5e-5, name
     m1, m2 = (json.loads((run / "metrics.json").read_text()) for run in (single, sharded))
     assert m2["final"]["exact_match"] == m1["final"]["exact_match"]
     assert [e["exact_match"] for e in m2["evals"]] == [e["exact_match"] for e in m1["evals"]]
