@@ -43,7 +43,7 @@ def test_train_writes_the_run_folder(llama_run: Path):
     assert (llama_run / "adapter" / "adapter_model.safetensors").is_file()
     assert (llama_run / "checkpoint-3" / "adapter_model.safetensors").is_file()
     metrics = json.loads((llama_run / "metrics.json").read_text())
-    figures = {"exact_match", "n", "rouge-1", "rouge-2", "rouge-l", "bleu-4"}
+    figures = {"exact_match", "n", "rouge-1", "rouge-2", "rouge-l", "bleu-4", "cut_at_cap"}
     assert set(metrics["base"]) == figures and metrics["base"]["n"] == 12
     assert metrics["metric"] == "exact_match"  # arithmetic answers are checked by value
     assert metrics["final"]["n"] == 12
@@ -53,7 +53,8 @@ def test_train_writes_the_run_folder(llama_run: Path):
         assert metrics["train"][key] > 0
     rows = [json.loads(line) for line in (llama_run / "predictions.jsonl").read_text().splitlines()]
     assert len(rows) == 12
-    assert {"prompt", "input", "prediction", "reference", "correct", "category", "rouge-l", "bleu-4"} <= set(rows[0])
+    assert {"prompt", "input", "prediction", "reference", "correct", "finish_reason", "category", "rouge-l", "bleu-4"} <= set(rows[0])
+    assert metrics["final"]["cut_at_cap"] == sum(r["finish_reason"] == "length" for r in rows)
     assert rows[0]["input"].endswith("<|im_start|>assistant\n")
     # The report shows both plots, and they are real PNG files.
     report = (llama_run / "report.md").read_text()
@@ -154,14 +155,18 @@ def test_eval_prints_base_and_runs_side_by_side(llama_run: Path, tiny_model_dirs
 
 
 def test_stop_at_ends_training_once_the_held_out_target_is_met(tiny_model_dirs, tmp_path: Path):
-    # One fact to learn: a tiny random model gets it right within a few dozen steps.
+    # One fact to learn: a tiny random model gets it right within a few dozen steps. Full
+    # fine-tuning, because the answer must end with the stop token (an answer the cap cut
+    # off is not credited): in these tiny models that token is the padding row of the tied
+    # embedding, all zeros, which LoRA cannot move.
     data = tmp_path / "seven.jsonl"
     data.write_text("".join(json.dumps({"instruction": "Say seven", "output": "7"}) + "\n" for _ in range(20)))
     out = tmp_path / "run"
     result = tasktune(
         "train", str(CONFIG), f"model={tiny_model_dirs['llama']}", f"output_dir={out}", "data.task=file",
         f"data.file.path={data}", "eval.max_examples=4", "eval.every=4", "train.stop_at=1.0",
-        "train.max_steps=200", "train.batch_size=4", "train.lr=1e-2", "train.schedule=constant", "train.warmup_steps=0",
+        "train.max_steps=200", "train.batch_size=4", "train.lr=3e-3", "train.schedule=constant", "train.warmup_steps=0",
+        "adapter.method=full",
     )
     assert result.returncode == 0, result.stderr
     metrics = json.loads((out / "metrics.json").read_text())

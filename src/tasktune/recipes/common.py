@@ -13,7 +13,7 @@ from tasktune.data.arithmetic import restore_answer
 from tasktune.data.example import Example
 from tasktune.encoding import ChatEncoder
 from tasktune.eval import is_correct, summarize, text_scores
-from tasktune.generate import generate_batch
+from tasktune.generate import generate_completions
 from tasktune.model import check_quantization, load_model, load_tokenizer, pick_dtype, resolve_model
 
 __all__ = [
@@ -115,36 +115,43 @@ def evaluate_examples(loaded: Loaded, examples: list[Example], desc: str) -> tup
     exact match, and ROUGE-1/2/L and BLEU-4 against the full reference response.
 
     Returns:
-        The summary (:func:`tasktune.eval.summarize`) and one prediction row per
-        example: prompt, rendered input, raw model output, prediction (as presented),
-        reference (the value checked, or the response), correct, category, and the
-        example's rouge-1, rouge-2, rouge-l and bleu-4.
+        The summary (:func:`tasktune.eval.summarize`, plus ``cut_at_cap``: answers the
+        ``max_new_tokens`` cap cut off) and one prediction row per example: prompt,
+        rendered input, raw model output, prediction (as presented), reference (the
+        value checked, or the response), correct (never for a by-value answer that was
+        cut off), finish_reason (``stop`` or ``length``), category, and the example's
+        rouge-1, rouge-2, rouge-l and bleu-4.
     """
     enc = loaded.encoder
     prompts = [enc.prompt_ids(e) for e in examples]
     budget = max_new_tokens_for(loaded.cfg, loaded.tokenizer, examples)
-    outputs = generate_batch(
+    outputs = generate_completions(
         loaded.model, loaded.tokenizer, prompts, enc.stop_id, budget, loaded.cfg.eval.batch_size, desc=desc,
         sampling=loaded.cfg.generate,
     )
     rows, scores = [], []
-    for e, raw in zip(examples, outputs):
+    for e, done in zip(examples, outputs):
         reference = e.answer if e.answer is not None else e.response
-        out = presented(loaded.cfg, raw)
+        out = presented(loaded.cfg, done.text)
         scores.append(text_scores(out, e.response))
+        numeric = e.answer is not None
         rows.append(
             {
                 "prompt": e.prompt,
                 "input": enc.render_prompt(e),
-                "raw_output": raw,
+                "raw_output": done.text,
                 "prediction": out,
                 "reference": reference,
-                "correct": is_correct(out, reference, numeric=e.answer is not None),
+                # An answer the token cap cut off never ended: whatever number happens to
+                # come last in it (a loop of `2 - 3 =` ending on 3) is not credited.
+                "correct": is_correct(out, reference, numeric=numeric) and not (numeric and done.finish_reason == "length"),
+                "finish_reason": done.finish_reason,
                 "category": e.category,
                 **scores[-1],
             }
         )
     summary = summarize([r["correct"] for r in rows], [r["category"] for r in rows], scores)
+    summary["cut_at_cap"] = sum(r["finish_reason"] == "length" for r in rows)
     return summary, rows
 
 

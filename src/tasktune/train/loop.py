@@ -123,9 +123,7 @@ def make_accelerator(cfg: TrainConfig, seed: int, dtype: torch.dtype = torch.flo
     loss is computed in float32 either way: the tutorial's "fp16 weights, fp32 loss".
     """
     from accelerate import Accelerator
-    from accelerate.utils import set_seed
-
-    from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
+    from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin, set_seed
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)

@@ -14,7 +14,7 @@ moments. Evaluating, saving an adapter and writing a checkpoint read whole tenso
   the trainable tensors (a LoRA or prefix initialisation is random, and each process has
   its own seed; DDP broadcasts on its own, FSDP does not).
 
-Every function is a no-op copy for a model that is not sharded.
+For a model that is not sharded, every function leaves everything as it is.
 """
 
 from __future__ import annotations
