@@ -32,6 +32,13 @@ def _args(model_dir: Path, out: Path) -> list[str]:
     ]
 
 
+def _logged(run: Path) -> list[int]:
+    """Steps train_log.jsonl holds so far (a line may be half written)."""
+    path = run / "train_log.jsonl"
+    text = path.read_text() if path.is_file() else ""
+    return [json.loads(line)["step"] for line in text.splitlines()[:-1] if '"loss"' in line]
+
+
 def _losses(run: Path) -> dict[int, float]:
     rows = [json.loads(line) for line in (run / "train_log.jsonl").read_text().splitlines()]
     return {r["step"]: r["loss"] for r in rows if "loss" in r}
@@ -51,14 +58,15 @@ def test_kill_9_then_resume_ends_as_an_uninterrupted_run(uninterrupted, tiny_mod
     env = {**os.environ, "TQDM_DISABLE": "1", "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen([TASKTUNE, *_args(tiny_model_dirs["llama"], out)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    # Kill at a random moment after the first checkpoint: mid-step, mid-evaluation or
-    # mid-checkpoint-write alike.
+    # Kill at a random step after the first checkpoint (mid-step, mid-evaluation or
+    # mid-checkpoint-write alike), found in the log rather than by the clock, so that a
+    # faster or slower machine kills at the same point of the run.
+    kill_after = random.Random(seed).randint(5, STEPS - 8)
     deadline = time.monotonic() + 300
-    while not (out / "checkpoint-4" / "trainer_state.json").exists():
+    while not (out / "checkpoint-4" / "trainer_state.json").exists() or max(_logged(out), default=0) < kill_after:
         assert proc.poll() is None, proc.stderr.read()
         assert time.monotonic() < deadline
-        time.sleep(0.005)
-    time.sleep(random.Random(seed).uniform(0.0, 0.3))
+        time.sleep(0.002)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL
