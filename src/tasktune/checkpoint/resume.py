@@ -5,7 +5,9 @@
 * the adapter in its method's own format (``adapter_config.json`` +
   ``adapter_model.safetensors``: loadable by ``tasktune eval``/PEFT like the final one);
 * ``trainable.safetensors``: every trainable tensor by parameter name, which is what a
-  resumed run loads back;
+  resumed run loads back; not written when the method's own file already holds exactly
+  those tensors under those names (freeze and full fine-tuning: a second copy of the
+  whole model would double the checkpoint), and then read from that file;
 * ``optimizer.safetensors``: the optimizer's tensors (AdamW's moments and step counts);
 * ``rng-RANK.safetensors`` / ``rng-RANK.json``: each process's torch, Python and NumPy
   random states;
@@ -32,7 +34,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from tasktune.adapters.weights import tensor_copies
+from tasktune.adapters.weights import WEIGHTS_NAME, tensor_copies
 from tasktune.checkpoint.store import save_adapter
 from tasktune.train import LoopState
 from tasktune.train.shard import full_optimizer_state
@@ -88,6 +90,17 @@ def _join_optimizer(tensors: dict[str, torch.Tensor], rest: dict) -> dict:
         state.setdefault(int(index), {})[key] = value
     groups = [{**g, "betas": tuple(g["betas"])} if "betas" in g else g for g in rest["param_groups"]]
     return {"state": state, "param_groups": groups}
+
+
+def _holds_exactly(path: Path, tensors: dict[str, torch.Tensor]) -> bool:
+    """True when the safetensors file ``path`` holds ``tensors``: the same names, each
+    equal bit for bit."""
+    from safetensors import safe_open
+
+    if not path.is_file():
+        return False
+    with safe_open(str(path), framework="pt") as f:
+        return set(f.keys()) == set(tensors) and all(torch.equal(f.get_tensor(n), t) for n, t in tensors.items())
 
 
 def _save_rng(folder: Path, rank: int) -> None:
@@ -162,10 +175,13 @@ def save_checkpoint(
         inner = _unwrap(model)
         save_adapter(inner, method, partial)
         trainable = tensor_copies((n, p) for n, p in inner.named_parameters() if p.requires_grad)
-        save_file(trainable, str(partial / TRAINABLE_NAME))
+        trainable_file = WEIGHTS_NAME if _holds_exactly(partial / WEIGHTS_NAME, trainable) else TRAINABLE_NAME
+        if trainable_file == TRAINABLE_NAME:
+            save_file(trainable, str(partial / TRAINABLE_NAME))
         opt_tensors, opt_rest = _split_optimizer(optimizer_state)
         save_file(opt_tensors, str(partial / OPTIMIZER_NAME))
-        record = {"format": FORMAT, "method": method, "loop": state.totals(), "optimizer": opt_rest, "extra": extra}
+        record = {"format": FORMAT, "method": method, "trainable_file": trainable_file, "loop": state.totals(),
+                  "optimizer": opt_rest, "extra": extra}
         (partial / STATE_NAME).write_text(json.dumps(record, indent=1), encoding="utf-8")
         _fsync_tree(partial)
         if final.exists():  # a resumed run passing the same step again
@@ -208,7 +224,7 @@ def load_checkpoint(folder: str | Path, model, rank: int = 0) -> tuple[LoopState
         raise ValueError(f"{d / STATE_NAME}: checkpoint format {record.get('format')!r}, this tasktune reads {FORMAT}")
     inner = _unwrap(model)
     wanted = {n for n, p in inner.named_parameters() if p.requires_grad}
-    tensors = load_file(str(d / TRAINABLE_NAME))
+    tensors = load_file(str(d / record.get("trainable_file", TRAINABLE_NAME)))
     if set(tensors) != wanted:
         extra_names, missing = sorted(set(tensors) - wanted), sorted(wanted - set(tensors))
         raise ValueError(

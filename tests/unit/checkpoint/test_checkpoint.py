@@ -72,3 +72,31 @@ def test_load_from_a_folder_without_adapter(tiny_model_dirs, tmp_path):
 def test_unknown_method_is_rejected():
     with pytest.raises(ValueError, match=r"adapter\.method: unknown method 'dora'; available: lora"):
         get_adapter("dora")
+
+
+@pytest.mark.parametrize("method", ["full", "lora"])
+def test_a_checkpoint_holds_the_trained_tensors_once_and_resumes_from_them(method, tiny_model_dirs, tokenizer, tmp_path):
+    from tasktune.checkpoint import load_checkpoint, save_checkpoint
+
+    folder = tiny_model_dirs["llama"]
+    adapter = get_adapter(method)
+    torch.manual_seed(0)
+    model = adapter.apply(_base(folder), AdapterConfig(method=method))
+    cfg = TrainConfig(max_steps=2, batch_size=4, lr=1e-3, warmup_steps=0, schedule="constant")
+    stream = build_datasets(DataConfig(), n_eval=10, eval_seed=0, seed=0).train
+    state = LoopState()
+    list(train_steps(model, make_accelerator(cfg, 0), ChatEncoder(tokenizer, template="chatml"), stream, cfg,
+                     EncodingConfig(), state))
+    saved = save_checkpoint(tmp_path, model, method, state, {"note": 1})
+    files = {p.name for p in saved.iterdir()}
+    # Full fine-tuning's own file is every trainable tensor by name: no second copy.
+    # LoRA's (PEFT's names, without the adapter name) is not what a resume loads.
+    assert ("trainable.safetensors" in files) == (method == "lora")
+    trained = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+    torch.manual_seed(1)  # another initialisation, which the checkpoint must overwrite
+    fresh = adapter.apply(_base(folder), AdapterConfig(method=method))
+    loop, extra = load_checkpoint(saved, fresh)
+    assert extra == {"note": 1} and loop.step == 2 and loop.optimizer_state["state"]
+    now = dict(fresh.named_parameters())
+    assert all(torch.equal(now[n], t) for n, t in trained.items())
