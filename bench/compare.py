@@ -265,8 +265,11 @@ def side_target_hf(every: int, steps: int) -> dict:
     model = _lora(_plain(loaded.model), r=lc.r, alpha=lc.alpha)
 
     def exact_match(model) -> float:
-        texts = tok.batch_decode(_hf_generate(model, prompts, tok.pad_token_id, stop, budget), skip_special_tokens=True)
-        return sum(is_correct(t.strip(), ex.answer, numeric=True) for t, ex in zip(texts, data.eval)) / len(prompts)
+        # tasktune's rule on both sides: an answer that never stopped within the budget is not credited.
+        new = _hf_generate(model, prompts, tok.pad_token_id, stop, budget)
+        texts = tok.batch_decode(new, skip_special_tokens=True)
+        return sum(stop in ids and is_correct(t.strip(), ex.answer, numeric=True)
+                   for ids, t, ex in zip(new, texts, data.eval)) / len(prompts)
 
     class Target(TrainerCallback):
         def __init__(self):

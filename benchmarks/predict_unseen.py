@@ -51,8 +51,10 @@ def main() -> int:
     tasktune = str(Path(sys.executable).with_name("tasktune"))
     subprocess.run([tasktune, "predict", "--run", str(run), "--input", str(src), "--output", str(dst)], check=True)
     rows = [json.loads(line) for line in dst.read_text().splitlines()]
-    right = sum(matches_value(r["prediction"], prompts[r["prompt"]]) for r in rows)
-    by_op = {op: [matches_value(r["prediction"], prompts[r["prompt"]]) for r in rows if op in r["prompt"][1:]] for op in "+-"}
+    # As in evaluation: an answer the token cap cut off is not credited.
+    ok = {r["prompt"]: r["finish_reason"] == "stop" and matches_value(r["prediction"], prompts[r["prompt"]]) for r in rows}
+    right = sum(ok.values())
+    by_op = {op: [ok[r["prompt"]] for r in rows if op in r["prompt"][1:]] for op in "+-"}
     print(f"{len(rows)} unseen prompts ({len(known)} excluded as trained on or held out): "
           f"{right / len(rows):.1%} correct by value; " + ", ".join(f"{op} {sum(v) / len(v):.1%} of {len(v)}" for op, v in by_op.items()))
     return 0

@@ -98,6 +98,7 @@ def test_predict_matches_eval_predictions(llama_run: Path, tmp_path: Path):
     got = [json.loads(line) for line in dst.read_text().splitlines()]
     assert [g["prediction"] for g in got] == [r["prediction"] for r in rows[:5]]
     assert [g["input"] for g in got] == [r["input"] for r in rows[:5]]
+    assert [g["finish_reason"] for g in got] == [r["finish_reason"] for r in rows[:5]]
 
 
 def test_predict_on_an_int8_base(llama_run: Path, tmp_path: Path):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from tasktune.data.example import Example
 from tasktune.data.files import DataFileError, read_rows, row_to_example
-from tasktune.generate import generate_batch
+from tasktune.generate import generate_completions
 from tasktune.recipes.common import load_run, max_new_tokens_for, presented
 
 __all__ = ["predict", "read_prompts"]
@@ -46,7 +46,8 @@ def predict(
     """Answer every prompt of ``input_path`` with the run's model; returns the row count.
 
     Each output row is the input row plus ``prediction`` (as a person should see it,
-    e.g. reversed digits put back) and ``input`` (the fully rendered model input).
+    e.g. reversed digits put back), ``finish_reason`` (``stop``, or ``length`` when the
+    ``max_new_tokens`` cap cut the answer off) and ``input`` (the fully rendered model input).
     ``overrides`` change the run's config for this call (e.g. ``quantization=int8``).
     """
     rows = read_prompts(input_path)
@@ -54,14 +55,15 @@ def predict(
     loaded = load_run(run_dir, overrides)
     prompts = [loaded.encoder.prompt_ids(e) for e in examples]
     budget = max_new_tokens_for(loaded.cfg, loaded.tokenizer, [])
-    outputs = generate_batch(
+    outputs = generate_completions(
         loaded.model, loaded.tokenizer, prompts, loaded.encoder.stop_id, budget, loaded.cfg.eval.batch_size, "predict",
         loaded.cfg.generate,
     )
     out = Path(output_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("w", encoding="utf-8") as f:
-        for (row, e), text in zip(rows, outputs):
-            out_row = {**row, "prediction": presented(loaded.cfg, text), "input": loaded.encoder.render_prompt(e)}
+        for (row, e), done in zip(rows, outputs):
+            out_row = {**row, "prediction": presented(loaded.cfg, done.text), "finish_reason": done.finish_reason,
+                       "input": loaded.encoder.render_prompt(e)}
             f.write(json.dumps(out_row, ensure_ascii=False) + "\n")
     return len(examples)
