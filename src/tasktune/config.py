@@ -80,17 +80,13 @@ class ArithmeticConfig:
     division: Literal["decimal", "remainder"] = "decimal"
     """decimal: the exact quotient rounded to `division_places` (`17/5=3.4`); remainder: integer
     quotient and remainder (`17/5=3 R 2`), checked as the pair. Decimal operands always get decimal."""
-    answer_format: Literal["value", "equation", "reversed", "spaced", "steps", "carries"] = "value"
+    answer_format: Literal["value", "equation", "reversed", "spaced", "steps"] = "value"
     """value: `181`; equation: the tutorial's `98+83=181`; reversed: the model learns the digits
     least significant first (`-64` as `-46`), so each carry or borrow comes after the digits it
     depends on; spaced: one digit per word (`1 8 1`); reversed and spaced are restored to the
     normal value before anyone sees them (eval, predict, chat, server). steps: a short worked
     product for *, one partial product per digit of the second operand, as Goat does
-    (`47*86=47*80+47*6=3760+282=4042`); other operations answer with the value. carries:
-    integer + and - first write the carry (or borrow) out of each column but the last, units
-    first, then the value: `866+651=` `01|1517`, `563-424=` `10|139` (a negative result:
-    the borrows of the larger minus the smaller, `180-968=` `01|-788`); restored to the value
-    like reversed; other problems answer with the value."""
+    (`47*86=47*80+47*6=3760+282=4042`); other operations answer with the value."""
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,6 @@ __all__ = [
     "restore_answer",
     "reference_answer",
     "worked_product",
-    "column_carries",
     "eval_problems",
     "train_problems",
 ]
@@ -167,8 +166,6 @@ def restore_answer(text: str, cfg: ArithmeticConfig) -> str:
         return reverse_digits(text)
     if cfg.answer_format == "spaced":
         return re.sub(r"(?<=[\d.-]) (?=[\d.])", "", text.strip())
-    if cfg.answer_format == "carries":
-        return text.rsplit("|", 1)[-1].strip()
     return text
 
 
@@ -202,26 +199,6 @@ def worked_product(problem: Problem) -> str | None:
     return f"{terms}={products}={a * b}"
 
 
-def column_carries(problem: Problem) -> str | None:
-    """The carry (+) or borrow (-) out of each column but the last, units first, as 0/1
-    digits (``866+651`` -> ``01``, ``563-424`` -> ``10``; a negative difference: those of
-    the larger minus the smaller); None for other problems or 1-digit operands."""
-    if problem.op not in "+-" or not _is_integer(problem):
-        return None
-    a, b = int(problem.a), int(problem.b)
-    if problem.op == "-" and a < b:
-        a, b = b, a
-    width = max(len(str(a)), len(str(b)))
-    if width < 2:
-        return None
-    digits, carry = [], 0
-    for column in range(width - 1):
-        x, y = a // 10**column % 10, b // 10**column % 10
-        carry = int(x + y + carry >= 10) if problem.op == "+" else int(x - y - carry < 0)
-        digits.append(str(carry))
-    return "".join(digits)
-
-
 def to_example(problem: Problem, rng: random.Random, cfg: ArithmeticConfig) -> Example:
     """Render a problem in the configured prompt and answer formats."""
     value = reference_answer(problem, cfg)
@@ -238,9 +215,6 @@ def to_example(problem: Problem, rng: random.Random, cfg: ArithmeticConfig) -> E
         response = " ".join(value.replace(" R ", "R"))
     elif cfg.answer_format == "steps":
         response = worked_product(problem) or value
-    elif cfg.answer_format == "carries":
-        hint = column_carries(problem)
-        response = f"{hint}|{value}" if hint else value
     else:
         response = value
     return Example(prompt=prompt, response=response, answer=value, category=category(problem))

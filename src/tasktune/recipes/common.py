@@ -106,9 +106,8 @@ def presented(cfg: RunConfig, text: str) -> str:
 
 def shown_differently(cfg: RunConfig) -> bool:
     """True when the run's answers are learned in a form a person should not see
-    (reversed digits, carries before the value): they are restored whole, not streamed
-    token by token."""
-    return cfg.data.task == "arithmetic" and cfg.data.arithmetic.answer_format in ("reversed", "carries")
+    (reversed digits): they are restored whole, not streamed token by token."""
+    return cfg.data.task == "arithmetic" and cfg.data.arithmetic.answer_format == "reversed"
 
 
 def evaluate_examples(loaded: Loaded, examples: list[Example], desc: str) -> tuple[dict, list[dict]]:
