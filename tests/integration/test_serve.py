@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 from conftest import load_distinct
 
+from tasktune.generate import Completion
+
 pytestmark = pytest.mark.integration
 
 openai = pytest.importorskip("openai", reason="the official client is a dev extra (openai)")
@@ -170,3 +172,32 @@ def test_sampling_is_opt_in_and_seeded(client):
 def test_serve_command_binds_loopback_and_needs_a_run_or_model():
     result = subprocess.run([TASKTUNE, "serve"], capture_output=True, text=True, timeout=60)
     assert result.returncode != 0 and "--run" in result.stderr
+
+
+def test_a_stream_of_answers_learned_in_another_form_gets_them_whole_as_people_read_them(server):
+    # A run trained with reversed (or digit-spaced) answers: streaming its raw pieces would
+    # show the client `931` for 139, so the stream carries the restored answer, whole.
+    from dataclasses import replace
+
+    from tasktune.config import GenerateConfig
+    from tasktune.data.example import Example
+    from tasktune.serve import Engine, Job
+
+    live = server["engine"].models["run_a"]
+    hidden = replace(live, name="run_a_reversed", present=lambda text: text[::-1], live=False)
+    engine = Engine([live, hidden])
+    try:
+        pieces = {}
+        for served in (live, hidden):
+            ids = served.prompt_ids(Example(prompt="56-78=", response=""))
+            job = engine.submit(Job(served, ids, 12, GenerateConfig(), stream=True))
+            got = []
+            while not isinstance(piece := job.pieces.get(timeout=120), Completion):
+                got.append(piece)
+            pieces[served.name] = (got, piece)
+    finally:
+        engine.close()
+    raw = "".join(pieces["run_a"][0]).strip()
+    assert len(pieces["run_a"][0]) > 1 and len(set(raw)) > 1  # several pieces, not a palindrome-prone answer
+    got, final = pieces["run_a_reversed"]
+    assert got == [raw[::-1]] == [final.text]

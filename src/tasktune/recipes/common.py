@@ -106,8 +106,9 @@ def presented(cfg: RunConfig, text: str) -> str:
 
 def shown_differently(cfg: RunConfig) -> bool:
     """True when the run's answers are learned in a form a person should not see
-    (reversed digits): they are restored whole, not streamed token by token."""
-    return cfg.data.task == "arithmetic" and cfg.data.arithmetic.answer_format == "reversed"
+    (reversed digits, digit-spaced): they are restored whole, not streamed token by
+    token (chat, the server)."""
+    return cfg.data.task == "arithmetic" and cfg.data.arithmetic.answer_format in ("reversed", "spaced")
 
 
 def evaluate_examples(loaded: Loaded, examples: list[Example], desc: str) -> tuple[dict, list[dict]]:

@@ -40,6 +40,9 @@ class Served:
     """``max_tokens`` when a request gives none: the run's own generation budget."""
     present: Callable[[str], str] = lambda text: text
     """A finished answer as people should see it (e.g. reversed digits restored)."""
+    live: bool = True
+    """Stream answers piece by piece; False (answers learned reversed or digit-spaced):
+    a stream gets the presented answer whole, once it is complete."""
 
     @property
     def context(self) -> int:
@@ -170,8 +173,11 @@ class Engine:
                         pieces.close()
                         break
                     text.append(piece)
-                    job.pieces.put(piece)
+                    if served.live:
+                        job.pieces.put(piece)
             job.result = Completion(served.present("".join(text).strip()), stats.get("tokens", 0), stats.get("finish_reason", "length"))
+            if not served.live and job.result.text:
+                job.pieces.put(job.result.text)
             job.pieces.put(job.result)
         except Exception as exc:  # noqa: BLE001 - the client gets it; the server goes on
             job.error = exc
