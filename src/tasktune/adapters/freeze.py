@@ -10,9 +10,12 @@ import torch
 from tasktune.adapters.weights import load_trained, save_trained, trainable_groups
 from tasktune.config import AdapterConfig, FreezeConfig
 
-__all__ = ["apply", "param_groups", "save", "load", "trained_modules", "TRAINS_BASE"]
+__all__ = ["apply", "param_groups", "save", "load", "trained_modules", "TRAINS_BASE", "SAVES_TRAINABLE"]
 
 TRAINS_BASE = True
+SAVES_TRAINABLE = True
+"""``save`` writes every trainable tensor under its parameter name (a checkpoint needs no
+second copy of them)."""
 """True: the base's own weights train (so the base cannot be quantized)."""
 
 METHOD = "freeze"

@@ -7,9 +7,12 @@ from pathlib import Path
 from tasktune.adapters.weights import load_trained, save_trained, trainable_groups
 from tasktune.config import AdapterConfig
 
-__all__ = ["apply", "param_groups", "save", "load", "TRAINS_BASE"]
+__all__ = ["apply", "param_groups", "save", "load", "TRAINS_BASE", "SAVES_TRAINABLE"]
 
 TRAINS_BASE = True
+SAVES_TRAINABLE = True
+"""``save`` writes every trainable tensor under its parameter name (a checkpoint needs no
+second copy of them)."""
 """True: the base's own weights train (so the base cannot be quantized)."""
 
 METHOD = "full"

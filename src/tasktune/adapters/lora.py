@@ -9,9 +9,12 @@ import torch
 from tasktune.adapters.weights import tensor_copies
 from tasktune.config import AdapterConfig
 
-__all__ = ["apply", "param_groups", "save", "load", "TRAINS_BASE"]
+__all__ = ["apply", "param_groups", "save", "load", "TRAINS_BASE", "SAVES_TRAINABLE"]
 
 TRAINS_BASE = False
+SAVES_TRAINABLE = False
+"""``save`` writes another form than the trainable tensors by parameter name (a checkpoint
+keeps those too)."""
 """False: the base stays frozen (it may be quantized: QLoRA)."""
 
 

@@ -32,9 +32,12 @@ import torch
 from tasktune.adapters.weights import trainable_groups
 from tasktune.config import AdapterConfig
 
-__all__ = ["apply", "param_groups", "save", "load", "PrefixEncoder", "TRAINS_BASE"]
+__all__ = ["apply", "param_groups", "save", "load", "PrefixEncoder", "TRAINS_BASE", "SAVES_TRAINABLE"]
 
 TRAINS_BASE = False
+SAVES_TRAINABLE = False
+"""``save`` writes another form than the trainable tensors by parameter name (a checkpoint
+keeps those too)."""
 """False: the base stays frozen (it may be quantized: QLoRA)."""
 
 WEIGHTS_NAME = "adapter_model.safetensors"

@@ -6,8 +6,9 @@
   ``adapter_model.safetensors``: loadable by ``tasktune eval``/PEFT like the final one);
 * ``trainable.safetensors``: every trainable tensor by parameter name, which is what a
   resumed run loads back; not written when the method's own file already holds exactly
-  those tensors under those names (freeze and full fine-tuning: a second copy of the
-  whole model would double the checkpoint), and then read from that file;
+  those tensors under those names (its ``SAVES_TRAINABLE``: freeze and full fine-tuning,
+  where a second copy of the whole model would double the checkpoint), and then read
+  from that file;
 * ``optimizer.safetensors``: the optimizer's tensors (AdamW's moments and step counts);
 * ``rng-RANK.safetensors`` / ``rng-RANK.json``: each process's torch, Python and NumPy
   random states;
@@ -34,6 +35,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from tasktune.adapters import get_adapter
 from tasktune.adapters.weights import WEIGHTS_NAME, tensor_copies
 from tasktune.checkpoint.store import save_adapter
 from tasktune.train import LoopState
@@ -90,17 +92,6 @@ def _join_optimizer(tensors: dict[str, torch.Tensor], rest: dict) -> dict:
         state.setdefault(int(index), {})[key] = value
     groups = [{**g, "betas": tuple(g["betas"])} if "betas" in g else g for g in rest["param_groups"]]
     return {"state": state, "param_groups": groups}
-
-
-def _holds_exactly(path: Path, tensors: dict[str, torch.Tensor]) -> bool:
-    """True when the safetensors file ``path`` holds ``tensors``: the same names, each
-    equal bit for bit."""
-    from safetensors import safe_open
-
-    if not path.is_file():
-        return False
-    with safe_open(str(path), framework="pt") as f:
-        return set(f.keys()) == set(tensors) and all(torch.equal(f.get_tensor(n), t) for n, t in tensors.items())
 
 
 def _save_rng(folder: Path, rank: int) -> None:
@@ -174,9 +165,9 @@ def save_checkpoint(
     if rank == 0:
         inner = _unwrap(model)
         save_adapter(inner, method, partial)
-        trainable = tensor_copies((n, p) for n, p in inner.named_parameters() if p.requires_grad)
-        trainable_file = WEIGHTS_NAME if _holds_exactly(partial / WEIGHTS_NAME, trainable) else TRAINABLE_NAME
+        trainable_file = WEIGHTS_NAME if get_adapter(method).SAVES_TRAINABLE else TRAINABLE_NAME
         if trainable_file == TRAINABLE_NAME:
+            trainable = tensor_copies((n, p) for n, p in inner.named_parameters() if p.requires_grad)
             save_file(trainable, str(partial / TRAINABLE_NAME))
         opt_tensors, opt_rest = _split_optimizer(optimizer_state)
         save_file(opt_tensors, str(partial / OPTIMIZER_NAME))

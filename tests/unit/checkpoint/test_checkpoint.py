@@ -74,7 +74,7 @@ def test_unknown_method_is_rejected():
         get_adapter("dora")
 
 
-@pytest.mark.parametrize("method", ["full", "lora"])
+@pytest.mark.parametrize("method", ["full", "freeze", "lora", "prefix"])
 def test_a_checkpoint_holds_the_trained_tensors_once_and_resumes_from_them(method, tiny_model_dirs, tokenizer, tmp_path):
     from tasktune.checkpoint import load_checkpoint, save_checkpoint
 
@@ -89,9 +89,10 @@ def test_a_checkpoint_holds_the_trained_tensors_once_and_resumes_from_them(metho
                      EncodingConfig(), state))
     saved = save_checkpoint(tmp_path, model, method, state, {"note": 1})
     files = {p.name for p in saved.iterdir()}
-    # Full fine-tuning's own file is every trainable tensor by name: no second copy.
-    # LoRA's (PEFT's names, without the adapter name) is not what a resume loads.
-    assert ("trainable.safetensors" in files) == (method == "lora")
+    # Full fine-tuning's and freeze's own file is every trainable tensor by name: no second
+    # copy. LoRA's (PEFT's names, without the adapter name) and prefix's (the encoder's
+    # output) are not what a resume loads.
+    assert ("trainable.safetensors" in files) == (method in ("lora", "prefix"))
     trained = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
 
     torch.manual_seed(1)  # another initialisation, which the checkpoint must overwrite
