@@ -20,19 +20,19 @@ against a plain `model.generate` loop. New tokens are counted up to the stop tok
 
 Time to 95% exact match on the demo task (integer + and - with operands 0 to 99, the
 demo's 300 held-out problems), each tool at its best settings: both sides train the
-demo's recipe (LoRA r=32 alpha 64 on all linear layers, lr 2e-3, 20 warm-up steps then
-linear decay to zero over 460 steps of 16, the same stream of training problems, two
-thirds subtraction) and are evaluated every ``--target-every`` steps on the same
+demo's recipe as configs/arith_lora.yaml sets it (its answer format, LoRA, learning rate,
+warm-up, linear decay to zero over its train.max_steps at its batch size, the same stream
+of training problems) and are evaluated every ``--target-every`` steps on the same
 held-out problems, checked by value with the same verifier; a side stops at the first
 evaluation that reaches the target. tasktune runs as `tasktune train
 configs/arith_lora.yaml` does; the baseline is Trainer + PEFT with the tokenizer's own
 chat template, and generates with `model.generate` (batches of 32). Neither side has a
-time cap, so each trains the same 460-step schedule. Time counts training only
-(evaluation excluded on both sides); a side that never reaches the target within the
-460 steps makes the ratio a bound. Time to 80% comes from the same evaluations.
+time cap, so each trains the same schedule. Time counts training only (evaluation
+excluded on both sides); a side that never reaches the target within the schedule makes
+the ratio a bound. Time to 80% comes from the same evaluations.
 
 Usage:
-    python bench/compare.py [--steps 8 --warmup 2 --rounds 2 --target-every 92 --no-target]
+    python bench/compare.py [--steps 8 --warmup 2 --rounds 2 --target-every N --no-target]
 Writes bench/results/latest.json and prints the ratio table.
 """
 
@@ -214,7 +214,13 @@ def side_generate(which: str, n: int = 64, max_new_tokens: int = 8) -> dict:
 
 TARGET = 0.95
 EASIER = 0.80  # also reported: both sides usually pass it, so its ratio is exact rather than a bound
-TARGET_STEPS = 460  # the demo's schedule (configs/arith_lora.yaml); --target-steps for a quick look
+
+
+def _demo_steps() -> int:
+    """The demo's schedule (configs/arith_lora.yaml's train.max_steps); --target-steps for a quick look."""
+    from tasktune.config import load_config
+
+    return load_config(CONFIG).train.max_steps
 
 
 def _first_at(evals: list[dict], level: float) -> dict | None:
@@ -235,7 +241,7 @@ def side_target_tasktune(every: int, steps: int) -> dict:
     out = Path("/tmp/tasktune-bench-target")
     cmd = [sys.executable, "-m", "tasktune", "train", str(CONFIG), "--overwrite", f"output_dir={out}",
            "eval.base=false", f"eval.every={every}", f"train.stop_at={TARGET}", f"train.max_steps={steps}",
-           "train.max_minutes=null"]  # the baseline's 460 steps have no time cap either
+           "train.max_minutes=null"]  # the baseline's schedule has no time cap either
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     metrics = json.loads((out / "metrics.json").read_text())
     evals = [{"step": e["step"], "seconds": e["seconds"], "exact_match": e["exact_match"]} for e in metrics.get("evals", [])]
@@ -384,11 +390,14 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=8, help="timed training steps per run")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps first")
     parser.add_argument("--rounds", type=int, default=2, help="runs of each side (order alternates)")
-    parser.add_argument("--target-every", type=int, default=92, help="steps between evaluations in the time-to-target runs")
-    parser.add_argument("--target-steps", type=int, default=TARGET_STEPS, help="the schedule's length in those runs")
-    parser.add_argument("--no-target", action="store_true", help="skip the time-to-target runs (about 35 minutes)")
+    parser.add_argument("--target-every", type=int, default=None,
+                        help="steps between evaluations in the time-to-target runs (default: a fifth of the schedule)")
+    parser.add_argument("--target-steps", type=int, default=None, help="the schedule's length in those runs (default: the demo's)")
+    parser.add_argument("--no-target", action="store_true", help="skip the time-to-target runs (the demo's schedule on both sides)")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    args.target_steps = args.target_steps or _demo_steps()
+    args.target_every = args.target_every or max(1, args.target_steps // 5)
     if args.child:
         args.side = args.child
         return _child(args)

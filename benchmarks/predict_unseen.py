@@ -1,9 +1,11 @@
 """Score a run on bare `a+b=` / `a-b=` prompts it has never seen.
 
-Draws N problems with operands 0..99 from its own seed, removes every problem of the
+Draws N problems with operands up to the run's largest digit count (0..99 for the demo,
+0..999 for arith3) from its own seed, removes every problem of the
 run's held-out set and every training problem the run drew (the training stream is
 reproducible from the run's config), writes them as {"prompt": ...} rows, runs
-`tasktune predict` on them and checks each prediction by value.
+`tasktune predict` on them and checks by value the `final_answer` that predict wrote (the
+last number of each reply: after `####` for worked steps).
 
 Usage:
     python benchmarks/predict_unseen.py runs/arith_lora [-n 500] [--seed 2026]
@@ -16,12 +18,11 @@ import json
 import random
 import subprocess
 import sys
-from dataclasses import replace
 from itertools import islice
 from pathlib import Path
 
 from tasktune.config import load_config
-from tasktune.data.arithmetic import canonical, eval_problems, train_problems
+from tasktune.data.arithmetic import canonical, eval_problems, train_problems, training_mix
 from tasktune.eval import matches_value
 
 
@@ -36,13 +37,14 @@ def main() -> int:
     metrics = json.loads((run / "metrics.json").read_text())
     a = cfg.data.arithmetic
     held = {p.key for p in eval_problems(a, cfg.eval.max_examples, cfg.eval.seed)}
-    mix = replace(a, ops=a.train_ops) if a.train_ops else a
+    mix = training_mix(a)
     seen = {p.key for p in islice(train_problems(mix, cfg.seed, held), metrics["train"]["examples"])}
     known = {f"{canonical(x)}{op}{canonical(y)}=" for x, op, y in held | seen}
+    top = 10 ** max(a.digits) - 1
     rng = random.Random(args.seed)
     prompts: dict[str, str] = {}
     while len(prompts) < args.n:
-        x, y, op = rng.randint(0, 99), rng.randint(0, 99), rng.choice("+-")
+        x, y, op = rng.randint(0, top), rng.randint(0, top), rng.choice("+-")
         prompt = f"{x}{op}{y}="
         if prompt not in known:
             prompts[prompt] = str(x + y if op == "+" else x - y)
@@ -52,11 +54,11 @@ def main() -> int:
     subprocess.run([tasktune, "predict", "--run", str(run), "--input", str(src), "--output", str(dst)], check=True)
     rows = [json.loads(line) for line in dst.read_text().splitlines()]
     # As in evaluation: an answer the token cap cut off is not credited.
-    ok = {r["prompt"]: r["finish_reason"] == "stop" and matches_value(r["prediction"], prompts[r["prompt"]]) for r in rows}
+    ok = {r["prompt"]: r["finish_reason"] == "stop" and matches_value(r["final_answer"], prompts[r["prompt"]]) for r in rows}
     right = sum(ok.values())
     by_op = {op: [ok[r["prompt"]] for r in rows if op in r["prompt"][1:]] for op in "+-"}
     print(f"{len(rows)} unseen prompts ({len(known)} excluded as trained on or held out): "
-          f"{right / len(rows):.1%} correct by value; " + ", ".join(f"{op} {sum(v) / len(v):.1%} of {len(v)}" for op, v in by_op.items()))
+          f"{right / len(rows):.1%} correct by value (operands 0..{top}); " + ", ".join(f"{op} {sum(v) / len(v):.1%} of {len(v)}" for op, v in by_op.items()))
     return 0
 
 

@@ -67,8 +67,12 @@ class ArithmeticConfig:
     """Range of integer-part digits for both operands, inclusive ([1, 2]: 0 to 99)."""
     digits_b: tuple[int, int] | None = None
     """Digit range of the second operand; null: the same as `digits`."""
-    digit_sampling: Literal["uniform", "per_digits"] = "uniform"
-    """uniform: operands uniform over the whole range; per_digits: each digit count equally likely."""
+    digit_sampling: Literal["uniform", "per_digits", "mixed"] = "uniform"
+    """uniform: operands uniform over the whole range; per_digits: each digit count equally likely;
+    mixed: each operand drawn one way or the other at even odds."""
+    train_digit_sampling: Literal["uniform", "per_digits", "mixed"] | None = None
+    """digit_sampling of training problems only (per_digits shows the rarer short operands,
+    `7-363=`, far more often); null: as `digit_sampling`. Held-out problems follow `digit_sampling`."""
     decimal_share: float = 0.0
     """Share of problems with decimal operands (0: integers only, 1: decimals only)."""
     decimal_places: int = 2
@@ -80,13 +84,29 @@ class ArithmeticConfig:
     division: Literal["decimal", "remainder"] = "decimal"
     """decimal: the exact quotient rounded to `division_places` (`17/5=3.4`); remainder: integer
     quotient and remainder (`17/5=3 R 2`), checked as the pair. Decimal operands always get decimal."""
-    answer_format: Literal["value", "equation", "reversed", "spaced", "steps"] = "value"
+    answer_format: Literal["value", "equation", "reversed", "spaced", "steps", "columns"] = "value"
     """value: `181`; equation: the tutorial's `98+83=181`; reversed: the model learns the digits
     least significant first (`-64` as `-46`), so each carry or borrow comes after the digits it
     depends on; spaced: one digit per word (`1 8 1`); reversed and spaced are restored to the
     normal value before anyone sees them (eval, predict, chat, server). steps: a short worked
     product for *, one partial product per digit of the second operand, as Goat does
-    (`47*86=47*80+47*6=3760+282=4042`); other operations answer with the value."""
+    (`47*86=47*80+47*6=3760+282=4042`); other operations answer with the value. columns:
+    worked steps, each a small fact, then the value after `####`: + and - column by column,
+    units first (`196+599=` -> `6+9=15,9+9+1=19,1+5+1=7 #### 795`), decimals aligned on the
+    point; integer * as partial products by digit, then their column sums; integer / with
+    `division: remainder` as long division (`87/5=` -> `8-5*1=8-5=3,37-5*7=37-35=2 #### 17 R 2`)."""
+    borrow: Literal["signed", "inline"] = "signed"
+    """Subtraction columns (answer_format: columns): signed writes each column's signed
+    difference, then adds the borrowed ten (`3-9=-6+10=4`); inline writes the ten on the
+    top digit (`13-9=4`)."""
+    carry_in: Literal["fused", "chained"] = "chained"
+    """A column's carry or borrow in (answer_format: columns): fused into the column's fact
+    (`9+9+1=19`, `4-1-6=-3`) or chained as a fact of its own (`9+9=18+1=19`, `4-6=-2-1=-3`)."""
+    sign: Literal["first", "compare", "last"] = "compare"
+    """Negative differences (answer_format: columns): first decides the sign before any
+    column (`-(281-278):...`); compare first writes the leading columns' signed differences,
+    most significant first, until one is not 0 (`2-2=0,7-8=-1:-(281-278):...`); last runs the
+    columns until the top one is negative, then swaps."""
 
 
 @dataclass(frozen=True)

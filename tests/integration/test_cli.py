@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from tasktune.data.answers import final_answer
+
 pytestmark = pytest.mark.integration
 
 TASKTUNE = str(Path(sys.executable).with_name("tasktune"))
@@ -44,7 +46,8 @@ def test_train_writes_the_run_folder(llama_run: Path):
     assert (llama_run / "checkpoint-3" / "adapter_model.safetensors").is_file()
     metrics = json.loads((llama_run / "metrics.json").read_text())
     figures = {"exact_match", "n", "rouge-1", "rouge-2", "rouge-l", "bleu-4", "cut_at_cap"}
-    assert set(metrics["base"]) == figures and metrics["base"]["n"] == 12
+    steps = {"step_accuracy", "steps_written", "all_steps_right", "first_wrong"}  # the demo's answers are worked steps
+    assert set(metrics["base"]) == figures | steps and metrics["base"]["n"] == 12
     assert metrics["metric"] == "exact_match"  # arithmetic answers are checked by value
     assert metrics["final"]["n"] == 12
     assert sum(c["n"] for c in metrics["by_category"].values()) == 12
@@ -53,7 +56,9 @@ def test_train_writes_the_run_folder(llama_run: Path):
         assert metrics["train"][key] > 0
     rows = [json.loads(line) for line in (llama_run / "predictions.jsonl").read_text().splitlines()]
     assert len(rows) == 12
-    assert {"prompt", "input", "prediction", "reference", "correct", "finish_reason", "category", "rouge-l", "bleu-4"} <= set(rows[0])
+    assert {"prompt", "input", "prediction", "reference", "correct", "finish_reason", "category", "rouge-l", "bleu-4",
+            "reference_steps", "steps", "steps_right", "first_wrong"} <= set(rows[0])
+    assert "## Worked steps" in (llama_run / "report.md").read_text()
     assert metrics["final"]["cut_at_cap"] == sum(r["finish_reason"] == "length" for r in rows)
     assert rows[0]["input"].endswith("<|im_start|>assistant\n")
     # The report shows both plots, and they are real PNG files.
@@ -99,6 +104,7 @@ def test_predict_matches_eval_predictions(llama_run: Path, tmp_path: Path):
     assert [g["prediction"] for g in got] == [r["prediction"] for r in rows[:5]]
     assert [g["input"] for g in got] == [r["input"] for r in rows[:5]]
     assert [g["finish_reason"] for g in got] == [r["finish_reason"] for r in rows[:5]]
+    assert [g["final_answer"] for g in got] == [final_answer(r["prediction"]) for r in rows[:5]]
 
 
 def test_predict_on_an_int8_base(llama_run: Path, tmp_path: Path):

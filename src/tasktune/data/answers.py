@@ -19,7 +19,7 @@ import unicodedata
 from decimal import Decimal
 from fractions import Fraction
 
-__all__ = ["extract_answer", "parse_value", "decimal_places", "stated_answer", "remainder_pair"]
+__all__ = ["extract_answer", "final_answer", "parse_value", "decimal_places", "stated_answer", "remainder_pair"]
 
 _FRAC_TEX = re.compile(r"\\[dt]?frac\{\s*(-?\d+(?:\.\d+)?)\s*\}\{\s*(\d+(?:\.\d+)?)\s*\}")
 # A number or fraction in parentheses: Math23K writes 1/3 as ((1)/(3)).
@@ -66,6 +66,14 @@ def extract_answer(text: str) -> str | None:
     text = _PARENS.sub(r"\1", _PARENS.sub(r"\1", text))  # ((31)/(2432)) -> 31/2432
     found = _NUMBER.findall(text)
     return re.sub(r"\s+", "", found[-1]) if found else None
+
+
+def final_answer(text: str) -> str | None:
+    """The answer a reply ends on, for people and files: what follows its last ``####``
+    (``... #### 17 R 2`` -> ``17 R 2``), else :func:`extract_answer`'s number; None if none."""
+    if "####" in text:
+        return text.rsplit("####", 1)[1].strip() or None
+    return extract_answer(text)
 
 
 def parse_value(number: str) -> Fraction | None:

@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import random
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal, Inexact, localcontext
 from fractions import Fraction
 from typing import Iterator
 
 from tasktune.config import ArithmeticConfig
 from tasktune.data.example import Example
+from tasktune.data.worked import column_steps, division_steps, product_steps
 
 __all__ = [
     "ZH_PAIRS",
@@ -117,7 +118,10 @@ def solve(problem: Problem, division_places: int) -> Decimal:
 
 def _operand(rng: random.Random, digits: tuple[int, int], cfg: ArithmeticConfig, places: int) -> Decimal:
     lo, hi = digits
-    if cfg.digit_sampling == "per_digits":
+    sampling = cfg.digit_sampling
+    if sampling == "mixed":
+        sampling = "per_digits" if rng.random() < 0.5 else "uniform"
+    if sampling == "per_digits":
         n = rng.randint(lo, hi)
         low = 0 if n == 1 else 10 ** (n - 1)
         integer = rng.randint(low, 10**n - 1)
@@ -199,6 +203,21 @@ def worked_product(problem: Problem) -> str | None:
     return f"{terms}={products}={a * b}"
 
 
+def _worked(problem: Problem, value: str, cfg: ArithmeticConfig) -> str:
+    """The ``columns`` answer: + and - by columns, integer * by partial products, integer
+    / with a remainder by long division; the value alone where no steps apply (a decimal
+    product or quotient)."""
+    if problem.op in "+-":
+        return column_steps(problem.a, problem.op, problem.b, cfg.borrow, cfg.sign, cfg.carry_in)
+    if not _is_integer(problem):
+        return value
+    if problem.op == "*":
+        return product_steps(int(problem.a), int(problem.b), cfg.carry_in)
+    if " R " in value:
+        return division_steps(int(problem.a), int(problem.b))
+    return value
+
+
 def to_example(problem: Problem, rng: random.Random, cfg: ArithmeticConfig) -> Example:
     """Render a problem in the configured prompt and answer formats."""
     value = reference_answer(problem, cfg)
@@ -215,6 +234,8 @@ def to_example(problem: Problem, rng: random.Random, cfg: ArithmeticConfig) -> E
         response = " ".join(value.replace(" R ", "R"))
     elif cfg.answer_format == "steps":
         response = worked_product(problem) or value
+    elif cfg.answer_format == "columns":
+        response = _worked(problem, value, cfg)
     else:
         response = value
     return Example(prompt=prompt, response=response, answer=value, category=category(problem))
@@ -245,6 +266,12 @@ def eval_problems(cfg: ArithmeticConfig, n: int, seed: int) -> list[Problem]:
         ValueError: the configured range holds fewer than about ``n`` distinct problems.
     """
     return _distinct(random.Random(f"eval-{seed}"), cfg, n, set(), "eval.max_examples")
+
+
+def training_mix(cfg: ArithmeticConfig) -> ArithmeticConfig:
+    """The settings training problems are drawn with: ``train_ops`` and
+    ``train_digit_sampling`` where set, else the evaluation's ``ops`` and ``digit_sampling``."""
+    return replace(cfg, ops=cfg.train_ops or cfg.ops, digit_sampling=cfg.train_digit_sampling or cfg.digit_sampling)
 
 
 def train_problems(

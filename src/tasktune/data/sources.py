@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Iterator
 
 from tasktune.config import DataConfig
@@ -60,7 +60,7 @@ def build_datasets(cfg: DataConfig, n_eval: int, eval_seed: int, seed: int) -> D
         erng = random.Random(f"eval-format-{eval_seed}")
         eval_set = [arithmetic.to_example(p, erng, a) for p in held_out]
         trng = random.Random(f"train-format-{seed}")
-        mix = replace(a, ops=a.train_ops) if a.train_ops else a
+        mix = arithmetic.training_mix(a)
         problems = arithmetic.train_problems(mix, seed, exclude, cfg.train_size)
         if cfg.train_size is None:
             stream = (arithmetic.to_example(p, trng, mix) for p in problems)

@@ -9,13 +9,22 @@ from pathlib import Path
 from typing import TextIO
 
 from tasktune.config import load_config
+from tasktune.data.answers import final_answer
 from tasktune.data.example import Example
+from tasktune.eval import check_steps
 from tasktune.generate import stream_generate
 from tasktune.recipes.common import Loaded, load_base, load_run, max_new_tokens_for, presented, shown_differently
 
-__all__ = ["chat", "chat_loop"]
+__all__ = ["chat", "chat_loop", "answer_line"]
 
 HELP = "Type a message. `clear` forgets the conversation, `exit` or Ctrl-D quits, Ctrl-C stops an answer."
+
+
+def answer_line(reply: str) -> str | None:
+    """``answer: VALUE`` for a worked answer (steps, then ``#### VALUE``), shown under the
+    streamed steps so the value stands on a line of its own; None for other replies."""
+    value = final_answer(reply) if "####" in reply and check_steps(reply) else None
+    return f"answer: {value}" if value else None
 
 
 def chat_loop(loaded: Loaded, max_new_tokens: int, out: TextIO = sys.stdout) -> None:
@@ -55,6 +64,9 @@ def chat_loop(loaded: Loaded, max_new_tokens: int, out: TextIO = sys.stdout) -> 
         if not live:
             print(presented(loaded.cfg, raw), end="", file=out)
         print(file=out, flush=True)
+        line = answer_line(raw)
+        if line:
+            print(line, file=out, flush=True)
         history.append((text, raw))
 
 

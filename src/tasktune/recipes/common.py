@@ -12,7 +12,7 @@ from tasktune.config import RunConfig, load_config
 from tasktune.data.arithmetic import restore_answer
 from tasktune.data.example import Example
 from tasktune.encoding import ChatEncoder
-from tasktune.eval import is_correct, summarize, text_scores
+from tasktune.eval import is_correct, step_figures, summarize, summarize_steps, text_scores
 from tasktune.generate import generate_completions
 from tasktune.model import check_quantization, load_model, load_tokenizer, pick_dtype, resolve_model
 
@@ -121,7 +121,11 @@ def evaluate_examples(loaded: Loaded, examples: list[Example], desc: str) -> tup
         rendered input, raw model output, prediction (as presented), reference (the
         value checked, or the response), correct (never for a by-value answer that was
         cut off), finish_reason (``stop`` or ``length``), category, and the example's
-        rouge-1, rouge-2, rouge-l and bleu-4.
+        rouge-1, rouge-2, rouge-l and bleu-4. Where the reference is a worked answer,
+        every written step is checked too (:func:`tasktune.eval.step_figures`): each row
+        gets ``reference_steps``, ``steps``, ``steps_right`` and ``first_wrong``, and the
+        summary ``step_accuracy``, ``steps_written``, ``all_steps_right`` and
+        ``first_wrong`` (``{kind: {step: count}}``).
     """
     enc = loaded.encoder
     prompts = [enc.prompt_ids(e) for e in examples]
@@ -130,12 +134,16 @@ def evaluate_examples(loaded: Loaded, examples: list[Example], desc: str) -> tup
         loaded.model, loaded.tokenizer, prompts, enc.stop_id, budget, loaded.cfg.eval.batch_size, desc=desc,
         sampling=loaded.cfg.generate,
     )
-    rows, scores = [], []
+    rows, scores, steps = [], [], []
     for e, done in zip(examples, outputs):
         reference = e.answer if e.answer is not None else e.response
         out = presented(loaded.cfg, done.text)
         scores.append(text_scores(out, e.response))
         numeric = e.answer is not None
+        # An answer the token cap cut off never ended: whatever number happens to come
+        # last in it (a loop of `2 - 3 =` ending on 3) is not credited.
+        correct = is_correct(out, reference, numeric=numeric) and not (numeric and done.finish_reason == "length")
+        steps.append(step_figures(done.text, e.response, correct))
         rows.append(
             {
                 "prompt": e.prompt,
@@ -143,16 +151,18 @@ def evaluate_examples(loaded: Loaded, examples: list[Example], desc: str) -> tup
                 "raw_output": done.text,
                 "prediction": out,
                 "reference": reference,
-                # An answer the token cap cut off never ended: whatever number happens to
-                # come last in it (a loop of `2 - 3 =` ending on 3) is not credited.
-                "correct": is_correct(out, reference, numeric=numeric) and not (numeric and done.finish_reason == "length"),
+                "correct": correct,
                 "finish_reason": done.finish_reason,
                 "category": e.category,
                 **scores[-1],
+                **({"reference_steps": e.response, **steps[-1]} if steps[-1] is not None else {}),
             }
         )
     summary = summarize([r["correct"] for r in rows], [r["category"] for r in rows], scores)
     summary["cut_at_cap"] = sum(r["finish_reason"] == "length" for r in rows)
+    checked = summarize_steps(steps)
+    if checked is not None:
+        summary.update(checked)
     return summary, rows
 
 

@@ -81,6 +81,8 @@ def _train_figures(last: StepInfo) -> dict:
         "examples_per_second": round(last.examples / last.seconds, 3),
         "tokens_per_second": round(last.tokens / last.seconds, 1),
         "supervised_tokens": last.supervised_tokens,
+        # Of the token positions the steps computed, the share that were not padding.
+        "non_pad_share": round(1 - last.padding_tokens / last.computed_tokens, 4) if last.computed_tokens else None,
         "final_loss": round(last.loss, 6),
     }
 
@@ -128,6 +130,7 @@ def _evaluate_during(
     """
     summary, _ = evaluate_examples(replace(loaded, model=model), examples, f"eval step {info.step}")
     summary.pop("by_category")
+    summary.pop("first_wrong", None)  # the table is for the final report; the log keeps the figures
     row = {"step": info.step, "examples": info.examples, "seconds": round(info.seconds, 1), **summary}
     if all(row[metric] > e[metric] for e in evals):
         save_adapter(model, cfg.adapter.method, out / "checkpoint-best")

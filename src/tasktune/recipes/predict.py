@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from tasktune.data.answers import final_answer
 from tasktune.data.example import Example
 from tasktune.data.files import DataFileError, read_rows, row_to_example
 from tasktune.generate import generate_completions
@@ -46,7 +47,8 @@ def predict(
     """Answer every prompt of ``input_path`` with the run's model; returns the row count.
 
     Each output row is the input row plus ``prediction`` (as a person should see it,
-    e.g. reversed digits put back), ``finish_reason`` (``stop``, or ``length`` when the
+    e.g. reversed digits put back), ``final_answer`` (the value the reply ends on: after
+    ``####`` in a worked answer, else its last number; null when it states none), ``finish_reason`` (``stop``, or ``length`` when the
     ``max_new_tokens`` cap cut the answer off) and ``input`` (the fully rendered model input).
     ``overrides`` change the run's config for this call (e.g. ``quantization=int8``).
     """
@@ -63,7 +65,8 @@ def predict(
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("w", encoding="utf-8") as f:
         for (row, e), done in zip(rows, outputs):
-            out_row = {**row, "prediction": presented(loaded.cfg, done.text), "finish_reason": done.finish_reason,
-                       "input": loaded.encoder.render_prompt(e)}
+            shown = presented(loaded.cfg, done.text)
+            out_row = {**row, "prediction": shown, "final_answer": final_answer(shown),
+                       "finish_reason": done.finish_reason, "input": loaded.encoder.render_prompt(e)}
             f.write(json.dumps(out_row, ensure_ascii=False) + "\n")
     return len(examples)

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-__all__ = ["write_json", "write_jsonl", "write_report", "read_log", "informative_errors"]
+__all__ = ["write_json", "write_jsonl", "write_report", "read_log", "informative_errors", "worst_steps"]
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -58,6 +58,53 @@ def informative_errors(predictions: list[dict], k: int = 10) -> list[dict]:
     return picked
 
 
+def worst_steps(predictions: list[dict], k: int = 10) -> list[dict]:
+    """Up to ``k`` rows with a wrong step, worst first: the smallest share of right
+    steps, then the earliest first wrong step."""
+    wrong = [p for p in predictions if p.get("first_wrong")]
+    return sorted(wrong, key=lambda p: (p["steps_right"] / max(p["steps"], 1), p["first_wrong"]["step"]))[:k]
+
+
+def _marked(p: dict) -> str:
+    """The raw answer with its first wrong step in bold."""
+    text, wrong = p["raw_output"], p["first_wrong"]
+    at = text.find(wrong["wrote"]) if wrong["wrote"] else -1
+    if at < 0:
+        return _cell(text, 90)
+    return _cell(text[:at], 45) + "**" + _cell(wrong["wrote"], 30) + "**" + _cell(text[at + len(wrong["wrote"]):], 45)
+
+
+def _steps_section(metrics: dict, predictions: list[dict]) -> list[str]:
+    """Step accuracy, where the first wrong step falls, and the worst examples."""
+    base, final = metrics.get("base") or {}, metrics["final"]
+    if "step_accuracy" not in final:
+        return []
+    lines = ["", "## Worked steps", "",
+             "Every step the model wrote is checked by value (`3-9=-6+10=4`: -6 is 3-9, -6+10 is 4); the first "
+             "wrong step is the first one that is false or differs from the reference's (for column answers step "
+             "n is column n, units first).", "",
+             "| figure | base | tuned |", "| --- | --- | --- |",
+             f"| exact match | {_pct(base.get('exact_match'))} | {_pct(final['exact_match'])} |",
+             f"| step accuracy (right steps / steps written) | {_pct(base.get('step_accuracy'))} | {_pct(final['step_accuracy'])} |",
+             f"| answers with every step right | {_pct(base.get('all_steps_right'))} | {_pct(final['all_steps_right'])} |",
+             f"| steps written | {base.get('steps_written', '-')} | {final['steps_written']} |"]
+    table = final.get("first_wrong") or {}
+    if table:
+        cols = list(range(1, max(int(n) for row in table.values() for n in row) + 1))
+        lines += ["", "First wrong step of the tuned model, by kind and step:", "",
+                  "| kind | " + " | ".join(f"step {n}" for n in cols) + " | all |",
+                  "| --- | " + " | ".join("---" for _ in cols) + " | --- |"]
+        for kind, row in table.items():
+            lines.append(f"| {kind} | " + " | ".join(str(row.get(str(n), "")) for n in cols) + f" | {sum(row.values())} |")
+    worst = worst_steps(predictions)
+    if worst:
+        lines += ["", f"The {len(worst)} worst answers (first wrong step in bold):", "",
+                  "| prompt | answer | first wrong | expected there | right answer |", "| --- | --- | --- | --- | --- |"]
+        lines += [f"| {_cell(p['prompt'], 30)} | {_marked(p)} | step {p['first_wrong']['step']}: {p['first_wrong']['kind']} | "
+                  f"{_cell(p['first_wrong']['expected'] or '-', 30)} | {'yes' if p['correct'] else 'no'} |" for p in worst]
+    return lines
+
+
 def _plots(out: Path, metrics: dict, log_rows: list[dict]) -> list[str]:
     """loss.png and eval.png in ``out``; the markdown lines that show them."""
     from tasktune.report.plots import plot_loss, plot_metric
@@ -80,6 +127,14 @@ def _plots(out: Path, metrics: dict, log_rows: list[dict]) -> list[str]:
         scale = 100.0 if metric == "exact_match" else 1.0
         label = "exact match (%)" if metric == "exact_match" else metric
         series = {"overall": ([s for s, _ in points], [v * scale for _, v in points])}
+        # Worked answers: step accuracy on the same evaluations, beside exact match.
+        steps = [(0, metrics["base"].get("step_accuracy"))] if metrics.get("base") else []
+        steps += [(e["step"], e.get("step_accuracy")) for e in metrics.get("evals", [])]
+        if train.get("steps") and metrics.get("final"):
+            steps.append((train["steps"], metrics["final"].get("step_accuracy")))
+        steps = [(s, v) for s, v in steps if v is not None]
+        if metric == "exact_match" and steps:
+            series = {label: series["overall"], "step accuracy (%)": ([s for s, _ in steps], [100 * v for _, v in steps])}
         plot_metric(out / "eval.png", series, label, f"{name}: held-out {label}")
         lines += [f"![held-out {metric} over steps](eval.png)", ""]
     return lines
@@ -118,6 +173,7 @@ def write_report(out: Path, summary: dict[str, str], metrics: dict, predictions:
             lines.append(f"| {e['step']} | {e['examples']} | {e['seconds'] / 60:.1f} | {_figure_text(metric, e[metric])}{mark} | {e['n']} |")
         if train and train.get("stopped_at_target"):
             lines += ["", f"Training stopped at step {evals[-1]['step']}: train.stop_at was reached."]
+    lines += _steps_section(metrics, predictions)
     data = metrics.get("data")
     if data:
         lines += ["", "## Data", ""] + [f"- {k}: {v}" for k, v in data.items()]

@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 from tasktune.config import EncodingConfig, TrainConfig
 from tasktune.data.example import Example
 from tasktune.encoding import ChatEncoder, Encoded, pad_right
-from tasktune.train.loss import count_supervised, supervised_loss_sum
+from tasktune.train.loss import count_supervised, loss_width, supervised_loss_sum
 from tasktune.train.schedule import lr_at, steps_that_fit
 from tasktune.train.shard import broadcast_from_main, is_sharded, shard_optimizer_state
 
@@ -68,6 +68,8 @@ class LoopState:
         step: Optimizer steps done.
         drawn: Examples drawn from the training stream (overlong ones included); a
             resumed run skips that many, so no example is trained on twice.
+        computed: Token positions run through the model (each micro-batch as wide as
+            the columns that reach its loss); ``padding`` of them were padding.
         total: The step count the schedule ends on (``max_steps``, or fewer when
             ``max_minutes`` cannot hold them); None: not started.
         optimizer_state: An optimizer ``state_dict`` to load when resuming; while
@@ -79,6 +81,8 @@ class LoopState:
     examples: int = 0
     tokens: int = 0
     supervised: int = 0
+    computed: int = 0
+    padding: int = 0
     seconds: float = 0.0
     total: int | None = None
     counts: EncodeCounts = field(default_factory=EncodeCounts)
@@ -89,7 +93,7 @@ class LoopState:
         """The JSON-serialisable part (everything but the optimizer)."""
         return {
             "step": self.step, "drawn": self.drawn, "examples": self.examples, "tokens": self.tokens,
-            "supervised": self.supervised, "seconds": self.seconds, "total": self.total,
+            "supervised": self.supervised, "computed": self.computed, "padding": self.padding, "seconds": self.seconds, "total": self.total,
             "dropped": self.counts.dropped, "truncated": self.counts.truncated,
         }
 
@@ -112,6 +116,8 @@ class StepInfo:
     tokens: int
     supervised_tokens: int
     seconds: float
+    computed_tokens: int = 0
+    padding_tokens: int = 0
 
 
 def make_accelerator(cfg: TrainConfig, seed: int, dtype: torch.dtype = torch.float32):
@@ -189,6 +195,21 @@ def _global_batches(
             counts.truncated += encoded.truncated
             rows.append(encoded)
         yield rows
+
+
+def _computed_tokens(batch: dict[str, torch.Tensor], micro_batches: int, procs: int) -> tuple[int, int]:
+    """Token positions a step runs through the model over every process, and how many
+    of them are padding: each process's share of each micro-batch is cut to its own width."""
+    rows = batch["labels"].shape[0] // micro_batches
+    total = padding = 0
+    for j in range(micro_batches):
+        for rank in range(procs):
+            part = slice(j * rows + rank * rows // procs, j * rows + (rank + 1) * rows // procs)
+            width = loss_width(batch["labels"][part])
+            mask = batch["attention_mask"][part, :width]
+            total += mask.numel()
+            padding += mask.numel() - int(mask.sum())
+    return total, padding
 
 
 def train_steps(
@@ -287,12 +308,20 @@ def train_steps(
             for group in optimizer.param_groups:
                 group["lr"] = lr * group["lr_scale"]
             rows = next(batches)
+            if cfg.grad_accum > 1:
+                # Shortest rows first: each micro-batch is then computed only as wide as
+                # its own longest row; the step's summed loss and gradients are the same.
+                rows.sort(key=lambda r: len(r.input_ids))
             # The whole step's batch, padded once: every process counts the same
-            # supervised tokens and slices its share (padding past a slice's longest
-            # row is cut by the loss, which stops at the last supervised column).
+            # supervised tokens and slices its share (the loss cuts each slice to the
+            # columns that reach it).
             step_batch = pad_right([r.input_ids for r in rows], [r.labels for r in rows], pad_id)
             n_sup = max(1, count_supervised(step_batch["labels"]))
             loss_total = torch.zeros((), dtype=torch.float32)
+            state.tokens += int(step_batch["attention_mask"].sum())
+            computed, padding = _computed_tokens(step_batch, cfg.grad_accum, procs)
+            state.computed += computed
+            state.padding += padding
             for j in range(cfg.grad_accum):
                 batch = {k: v[j * micro : (j + 1) * micro][mine].to(accelerator.device) for k, v in step_batch.items()}
                 # Gradients are averaged over processes only on the last micro-batch.
@@ -312,7 +341,6 @@ def train_steps(
             state.step = step + 1
             state.examples += cfg.batch_size
             state.supervised += n_sup
-            state.tokens += int(step_batch["attention_mask"].sum())
             took = time.perf_counter() - started
             if procs > 1:  # one clock for all: every process must end and reschedule on the same step
                 took = float(accelerator.reduce(torch.tensor([took], device=accelerator.device), "mean").cpu())
@@ -328,7 +356,8 @@ def train_steps(
                 window, window_steps = 0.0, 0
             bar.update(1)
             bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}", ex_s=f"{state.examples / state.seconds:.1f}")
-            yield StepInfo(step + 1, loss_value, lr, grad_norm, state.examples, state.tokens, state.supervised, state.seconds)
+            yield StepInfo(step + 1, loss_value, lr, grad_norm, state.examples, state.tokens, state.supervised, state.seconds,
+                           state.computed, state.padding)
             if state.seconds >= deadline:
                 bar.write(f"train.max_minutes={cfg.max_minutes} reached after {step + 1} of {cfg.max_steps} steps")
                 break

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from tasktune.constants import IGNORE_INDEX
 
-__all__ = ["supervised_loss_sum", "count_supervised", "shared_prefix_length", "MIN_SHARED_PREFIX"]
+__all__ = ["supervised_loss_sum", "count_supervised", "loss_width", "shared_prefix_length", "MIN_SHARED_PREFIX"]
 
 MIN_SHARED_PREFIX = 8
 """Shortest shared prefix worth its own forward pass (tokens)."""
@@ -33,6 +33,14 @@ MIN_SHARED_PREFIX = 8
 def count_supervised(labels: torch.Tensor) -> int:
     """Tokens that contribute to the loss (labels are aligned with inputs, not shifted)."""
     return int((labels[:, 1:] != IGNORE_INDEX).sum())
+
+
+def loss_width(labels: torch.Tensor) -> int:
+    """Columns of a (B, T) batch that reach the loss: up to the last position that
+    predicts a supervised token. In a causal model the positions after it feed no loss
+    (padding past the longest row, the closing token, a template's tail), so they are cut."""
+    predicts = labels[:, 1:] != IGNORE_INDEX
+    return int(predicts.any(0).nonzero().max()) + 1 if bool(predicts.any()) else labels.shape[1]
 
 
 def _base(model):
@@ -81,10 +89,9 @@ def supervised_loss_sum(model, batch: dict[str, torch.Tensor], share_prefix: boo
     keep = torch.zeros_like(labels, dtype=torch.bool)
     keep[:, :-1] = labels[:, 1:] != IGNORE_INDEX
     targets = labels[:, 1:][keep[:, :-1]]
-    # In a causal model a position after the last one that predicts a supervised token
-    # feeds no loss: the closing token of the longest row (1 of 19 tokens of a demo
-    # row), and any tail the template adds after the answer. Those columns are cut.
-    width = int(keep.any(0).nonzero().max()) + 1 if bool(keep.any()) else labels.shape[1]
+    # The closing token of the longest row (1 of 19 tokens of a demo row), padding and
+    # any tail the template adds after the answer feed no loss: those columns are cut.
+    width = loss_width(labels)
     keep = keep[:, :width]
     inputs = {"input_ids": batch["input_ids"][:, :width], "attention_mask": batch["attention_mask"][:, :width]}
     rows = labels.shape[0]

@@ -6,7 +6,7 @@ from fractions import Fraction
 
 import pytest
 
-from tasktune.data.answers import decimal_places, extract_answer, parse_value, stated_answer
+from tasktune.data.answers import decimal_places, extract_answer, final_answer, parse_value, stated_answer
 
 
 @pytest.mark.parametrize(
@@ -64,3 +64,18 @@ def test_decimal_places():
 )
 def test_stated_answer(output, answer):
     assert stated_answer(output) == answer
+
+
+@pytest.mark.parametrize(
+    "text, answer",
+    [
+        ("3-9=-6+10=4,4-2=2-1=1,8-1=7 #### 714", "714"),
+        ("8-5*1=8-5=3,37-5*7=37-35=2 #### 17 R 2", "17 R 2"),  # the whole answer, not its last number
+        ("-(281-278):1-8=-7+10=3 #### -3", "-3"),
+        ("98+83=181", "181"),  # no ####: the last number
+        ("#### ", None),
+        ("no number", None),
+    ],
+)
+def test_final_answer(text, answer):
+    assert final_answer(text) == answer

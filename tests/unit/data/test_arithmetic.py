@@ -25,6 +25,7 @@ from tasktune.data.arithmetic import (
     to_example,
     train_problems,
 )
+from tasktune.data.worked import column_steps, division_steps, product_steps
 
 PROBLEM = re.compile(r"^(\d+(?:\.\d+)?)([-+*/])(\d+(?:\.\d+)?)=$")
 
@@ -294,3 +295,110 @@ def test_worked_products_sum_partial_products_to_the_product():
     assert worked > 200
     assert worked_product(Problem(Decimal(47), "*", Decimal(86))) == "47*80+47*6=3760+282=4042"
     assert worked_product(Problem(Decimal(47), "*", Decimal(80))) is None
+
+
+@pytest.mark.parametrize(
+    "a, op, b, borrow, sign, expected",
+    [
+        ("967", "+", "921", "signed", "first", "7+1=8,6+2=8,9+9=18 #### 1888"),
+        ("196", "+", "599", "signed", "first", "6+9=15,9+9+1=19,1+5+1=7 #### 795"),
+        ("7", "+", "363", "signed", "first", "7+3=10,0+6+1=7,0+3=3 #### 370"),  # the short operand padded with 0
+        ("843", "-", "129", "signed", "first", "3-9=-6+10=4,4-1-2=1,8-1=7 #### 714"),
+        ("843", "-", "129", "inline", "first", "13-9=4,4-1-2=1,8-1=7 #### 714"),
+        ("843", "-", "839", "signed", "first", "3-9=-6+10=4,4-1-3=0,8-8=0 #### 4"),
+        ("278", "-", "281", "signed", "first", "-(281-278):1-8=-7+10=3,8-1-7=0,2-2=0 #### -3"),
+        ("278", "-", "281", "signed", "last",
+         "8-1=7,7-8=-1+10=9,2-1-2=-1<0,-(281-278):1-8=-7+10=3,8-1-7=0,2-2=0 #### -3"),
+        ("12.34", "+", "5.6", "signed", "first", "4+0=4,3+6=9,2+5=7,1+0=1 #### 17.94"),  # aligned on the point
+        ("5.6", "-", "12.34", "signed", "first", "-(12.34-5.6):4-0=4,3-6=-3+10=7,2-1-5=-4+10=6,1-1-0=0 #### -6.74"),
+        # every place of the columns kept: no trailing zero for the model to drop
+        ("48.48", "+", "68.62", "signed", "first", "8+2=10,4+6+1=11,8+8+1=17,4+6+1=11 #### 117.10"),
+        ("0.5", "-", "0.5", "signed", "first", "5-5=0 #### 0.0"),
+        ("0.5", "+", "0.5", "signed", "first", "5+5=10 #### 1.0"),
+    ],
+)
+def test_column_steps(a, op, b, borrow, sign, expected):
+    assert column_steps(Decimal(a), op, Decimal(b), borrow, sign, carry_in="fused") == expected
+
+
+def test_chained_carries_are_facts_of_their_own():
+    assert column_steps(Decimal(196), "+", Decimal(599)) == "6+9=15,9+9=18+1=19,1+5=6+1=7 #### 795"
+    assert column_steps(Decimal(402), "-", Decimal(199), sign="first") == "2-9=-7+10=3,0-9=-9-1=-10+10=0,4-1=3-1=2 #### 203"
+    assert column_steps(Decimal(278), "-", Decimal(281), sign="first") == "-(281-278):1-8=-7+10=3,8-7=1-1=0,2-2=0 #### -3"
+
+
+@pytest.mark.parametrize(
+    "a, b, expected",
+    [
+        (667, 684, "6-6=0,6-8=-2:-(684-667):4-7=-3+10=7,8-6=2-1=1,6-6=0 #### -17"),
+        (302, 295, "3-2=1:2-5=-3+10=7,0-9=-9-1=-10+10=0,3-2=1-1=0 #### 7"),
+        (894, 95, "8-0=8:4-5=-1+10=9,9-9=0-1=-1+10=9,8-0=8-1=7 #### 799"),  # 95 padded: 095
+        (7, 363, "0-3=-3:-(363-7):3-7=-4+10=6,6-0=6-1=5,3-0=3 #### -356"),
+        (43, 43, "4-4=0,3-3=0:3-3=0,4-4=0 #### 0"),
+    ],
+)
+def test_sign_compare_writes_the_leading_differences_first(a, b, expected):
+    assert column_steps(Decimal(a), "-", Decimal(b), sign="compare") == expected
+
+
+@pytest.mark.parametrize("borrow", ["signed", "inline"])
+@pytest.mark.parametrize("sign", ["first", "compare", "last"])
+@pytest.mark.parametrize("carry_in", ["fused", "chained"])
+def test_column_answers_end_with_the_fraction_reference(borrow, sign, carry_in):
+    """Every column answer ends with the exact value, and every step in it is true."""
+    from tasktune.eval.steps import check_steps
+
+    cfg = ArithmeticConfig(ops=ALL_OPS, digits=(1, 4), decimal_share=0.3, answer_format="columns",
+                           borrow=borrow, sign=sign, carry_in=carry_in, division="remainder")
+    for ex in _examples(cfg, 1500):
+        a, op, b = PROBLEM.match(ex.prompt).groups()
+        if op == "/" and "." not in a + b:
+            q, r = divmod(int(a), int(b))
+            assert ex.answer == f"{q} R {r}"
+        else:
+            assert ex.answer == _ref_answer(a, op, b, 2)
+        if op in "*/" and "." in a + b:
+            assert ex.response == ex.answer  # no steps for a decimal product or quotient
+            continue
+        assert " #### " in ex.response, ex.response
+        final = ex.response.rsplit(" #### ", 1)[1]  # 117.10 for 117.1: the columns' places kept
+        assert final == ex.answer or (" R " not in final and Decimal(final) == Decimal(ex.answer)), ex.response
+        steps = check_steps(ex.response)
+        assert steps and all(s.ok for s in steps), ex.response
+
+
+@pytest.mark.parametrize(
+    "a, op, b, expected",
+    [
+        (47, "*", 86, "7*6=42,4*6=24+4=28,7*8=56,4*8=32+5=37;282+3760:2+0=2,8+6=14,2+7=9+1=10,0+3=3+1=4 #### 4042"),
+        (47, "*", 80, "7*8=56,4*8=32+5=37 #### 3760"),  # a zero digit gives no partial product
+        (0, "*", 0, "0*0=0 #### 0"),
+        (87, "/", 5, "8-5*1=8-5=3,37-5*7=37-35=2 #### 17 R 2"),
+        (87, "/", 23, "87-23*3=87-69=18 #### 3 R 18"),
+        (3, "/", 7, "3-7*0=3-0=3 #### 0 R 3"),
+    ],
+)
+def test_worked_products_and_long_division(a, op, b, expected):
+    got = product_steps(a, b) if op == "*" else division_steps(a, b)
+    assert got == expected
+
+
+def test_column_steps_refuse_what_they_cannot_work():
+    with pytest.raises(ValueError, match="non-negative"):
+        column_steps(Decimal(-1), "+", Decimal(2))
+    with pytest.raises(ValueError, match="not '\\*'"):
+        column_steps(Decimal(1), "*", Decimal(2))
+    with pytest.raises(ValueError, match="b > 0"):
+        division_steps(5, 0)
+
+
+def test_training_digit_sampling_leaves_the_held_out_set_alone():
+    base = DataConfig(arithmetic=ArithmeticConfig(digits=(1, 3)))
+    short = DataConfig(arithmetic=ArithmeticConfig(digits=(1, 3), train_digit_sampling="per_digits"))
+    one, two = build_datasets(base, 200, 7, 0), build_datasets(short, 200, 7, 0)
+    assert one.eval == two.eval
+
+    def short_share(ds):
+        return sum(len(x) < 3 for e in islice(ds.train, 1000) for x in PROBLEM.match(e.prompt).groups()[::2]) / 2000
+
+    assert short_share(one) < 0.15 and short_share(two) > 0.5  # uniform: ~10% of operands; per_digits: ~2/3

@@ -74,3 +74,22 @@ def test_report_lists_figures_plots_and_errors(tmp_path: Path):
     assert "](loss.png)" in text and "](eval.png)" in text
     assert (tmp_path / "loss.png").is_file() and (tmp_path / "eval.png").is_file()
     assert "写一首诗" in text and "| decoding | greedy |" in text
+
+
+def test_report_shows_step_accuracy_where_the_first_wrong_step_falls_and_the_worst(tmp_path: Path):
+    ref = "6+9=15,9+9=18+1=19,1+5=6+1=7 #### 795"
+    wrong = "6+9=15,9+9=18,1+5=6+1=7 #### 785"
+    final = {"exact_match": 0.5, "n": 2, "step_accuracy": 5 / 6, "steps_written": 6, "all_steps_right": 0.5,
+             "first_wrong": {"carry": {"2": 1}}}
+    metrics = {"metric": "exact_match", "final": final, "by_category": {}, "train": {"steps": 20},
+               "evals": [{"step": 10, "examples": 40, "seconds": 6.0, "n": 2, "exact_match": 0.0, "step_accuracy": 0.5}]}
+    rows = [{**_row("add", True, 100.0, "196+599="), "raw_output": ref, "steps": 3, "steps_right": 3, "first_wrong": None},
+            {**_row("add", False, 80.0, "196+599="), "raw_output": wrong, "steps": 3, "steps_right": 2,
+             "first_wrong": {"step": 2, "kind": "carry", "wrote": "9+9=18", "expected": "9+9=18+1=19"}}]
+    write_report(tmp_path, {"model": "m"}, metrics, rows, [{"step": 10, "loss": 1.0}])
+    text = (tmp_path / "report.md").read_text()
+    assert "## Worked steps" in text
+    assert "| step accuracy (right steps / steps written) | - | 83.3% |" in text
+    assert "| carry |  | 1 | 1 |" in text  # kind, step 1, step 2, all
+    assert "6+9=15,**9+9=18**,1+5=6+1=7 #### 785" in text  # the first wrong step in bold
+    assert "step 2: carry" in text

@@ -298,3 +298,34 @@ def test_deepspeed_is_refused_with_the_fsdp_way_named(monkeypatch):
     monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")
     with pytest.raises(ValueError, match="DeepSpeed is not supported.*configs/accelerate/fsdp.yaml"):
         make_accelerator(TrainConfig(), 0)
+
+
+def test_length_sorted_micro_batches_compute_less_padding_for_the_same_step(tiny_model_dirs, tokenizer):
+    """With grad_accum > 1 each step's rows are sorted by length before they are cut into
+    micro-batches: each is padded only to its own longest row, the summed loss and the
+    gradients are those of the whole batch."""
+    cfg = replace(STEP_CFG, batch_size=8, max_steps=1)
+
+    def run(grad_accum: int):
+        model = _lora_model(tiny_model_dirs["llama"], seed=0, dtype=torch.float64)
+        _, steps = _train(model, tokenizer, "llama", replace(cfg, grad_accum=grad_accum))
+        infos = list(steps)
+        return infos, {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+    infos_1, weights_1 = run(1)
+    infos_2, weights_2 = run(2)
+    for name in weights_1:
+        assert torch.allclose(weights_1[name], weights_2[name], atol=1e-5, rtol=0), name
+    assert infos_2[0].loss == pytest.approx(infos_1[0].loss, abs=1e-6)
+
+    def padding(lengths: list[int]) -> int:  # the loss computes columns up to the longest row's last-but-one
+        width = max(lengths) - 1
+        return sum(width - min(n, width) for n in lengths)
+
+    encoder = ChatEncoder(tokenizer, template=template_for("llama"))
+    lengths = [len(encoder.encode(ex, 512).input_ids) for ex in islice(_stream(), 8)]
+    ordered = sorted(lengths)
+    in_order = padding(lengths[:4]) + padding(lengths[4:])
+    assert padding(ordered[:4]) + padding(ordered[4:]) < in_order  # the rows give sorting something to do
+    assert infos_1[0].padding_tokens == padding(lengths)
+    assert infos_2[0].padding_tokens == padding(ordered[:4]) + padding(ordered[4:])
