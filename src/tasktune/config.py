@@ -107,6 +107,10 @@ class ArithmeticConfig:
     column (`-(281-278):...`); compare first writes the leading columns' signed differences,
     most significant first, until one is not 0 (`2-2=0,7-8=-1:-(281-278):...`); last runs the
     columns until the top one is negative, then swaps."""
+    digits_so_far: bool = False
+    """+ and - columns (answer_format: columns): after each column, the value's digits up to
+    it (`9+4=13|3,1+5=6+1=7|73,8+3=11|1173 #### 1173`), so the value is copied from the line
+    before it instead of gathered backwards from every column."""
 
 
 @dataclass(frozen=True)
@@ -226,7 +230,8 @@ class TrainConfig:
     """A time budget for training: when the recent pace (checked every 10% of max_steps,
     the first 10 steps left out) shows max_steps will not fit, the run is shortened to
     the steps that do and the decay still ends at its floor; a later check may give
-    steps back. Training stops at the budget in any case. A run that fits ends on
+    steps back. A projected shortfall under 5% of max_steps (less than the pace's own
+    drift) keeps the schedule. Training stops at the budget in any case. A run that fits ends on
     max_steps and reproduces exactly. null: steps only."""
     batch_size: int = 16
     """Examples per optimizer step, across all processes and micro-batches (the global batch);

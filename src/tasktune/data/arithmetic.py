@@ -208,7 +208,7 @@ def _worked(problem: Problem, value: str, cfg: ArithmeticConfig) -> str:
     / with a remainder by long division; the value alone where no steps apply (a decimal
     product or quotient)."""
     if problem.op in "+-":
-        return column_steps(problem.a, problem.op, problem.b, cfg.borrow, cfg.sign, cfg.carry_in)
+        return column_steps(problem.a, problem.op, problem.b, cfg.borrow, cfg.sign, cfg.carry_in, cfg.digits_so_far)
     if not _is_integer(problem):
         return value
     if problem.op == "*":

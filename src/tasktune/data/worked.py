@@ -105,12 +105,36 @@ def _compare(a: int, b: int) -> str:
     return STEP_SEP.join(steps) + ":"
 
 
-def _sub(a: int, b: int, borrow: str, sign: str, restated: str, chained: bool) -> str:
-    """Steps of ``a - b``; ``restated`` is the swapped problem as written (``281-278``)."""
+SO_FAR_MARK = "|"
+"""Between a column's step and the value's digits so far (``digits_so_far``)."""
+
+
+def _so_far(steps: list[str], places: int) -> list[str]:
+    """Each column step followed by the value's digits up to it (``8+3=11`` ->
+    ``8+3=11|1173``): the value is then copied from the line before it, not gathered
+    backwards from every column. The top column keeps its carry; the point comes back
+    once the digits pass it."""
+    out, digits = [], ""
+    for i, step in enumerate(steps):
+        value = int(step.rsplit("=", 1)[1])
+        digits = (str(value) if i == len(steps) - 1 else str(value % 10)) + digits
+        shown = f"{digits[:-places]}.{digits[-places:]}" if places and len(digits) > places else digits
+        out.append(f"{step}{SO_FAR_MARK}{shown}")
+    return out
+
+
+def _sub(a: int, b: int, borrow: str, sign: str, restated: str, chained: bool, places: int | None = None) -> str:
+    """Steps of ``a - b``; ``restated`` is the swapped problem as written (``281-278``);
+    ``places`` not None: the digits so far after each column (:func:`_so_far`)."""
     lead = _compare(a, b) if sign == "compare" else ""
+
+    def columns(x: int, y: int) -> str:
+        steps = _sub_columns(x, y, borrow, chained)[0]
+        return STEP_SEP.join(steps if places is None else _so_far(steps, places))
+
     if a >= b:
-        return lead + STEP_SEP.join(_sub_columns(a, b, borrow, chained)[0])
-    swapped = STEP_SEP.join(_sub_columns(b, a, borrow, chained)[0])
+        return lead + columns(a, b)
+    swapped = columns(b, a)
     if sign in ("first", "compare"):
         return f"{lead}-({restated}):{swapped}"
     tried, _ = _sub_columns(a, b, "signed", chained)
@@ -127,7 +151,8 @@ def _text(value: Decimal) -> str:
 
 
 def column_steps(
-    a: Decimal, op: str, b: Decimal, borrow: str = "signed", sign: str = "compare", carry_in: str = "chained"
+    a: Decimal, op: str, b: Decimal, borrow: str = "signed", sign: str = "compare", carry_in: str = "chained",
+    digits_so_far: bool = False,
 ) -> str:
     """The worked answer to ``a op b`` (``op`` + or -), ending with ``#### VALUE``.
 
@@ -139,6 +164,8 @@ def column_steps(
         carry_in: ``fused`` adds a carry or pays a borrow in the column's one fact
             (``9+9+1=19``, ``4-1-6=-3``); ``chained`` as a fact of its own after it
             (``9+9=18+1=19``, ``4-6=-2-1=-3``).
+        digits_so_far: After each column, the value's digits up to it
+            (``9+4=13|3,1+5=6+1=7|73,8+3=11|1173 #### 1173``).
 
     Raises:
         ValueError: another operation, or a negative operand.
@@ -150,10 +177,12 @@ def column_steps(
     if a < 0 or b < 0:
         raise ValueError(f"column steps need non-negative operands, got {a} and {b}")
     x, y, places = _scaled(a, b)
+    chained, so_far = carry_in == "chained", places if digits_so_far else None
     if op == "+":
-        body, value = STEP_SEP.join(_add(x, y, carry_in == "chained")), a + b
+        steps = _add(x, y, chained)
+        body, value = STEP_SEP.join(steps if so_far is None else _so_far(steps, places)), a + b
     elif op == "-":
-        body, value = _sub(x, y, borrow, sign, f"{_text(b)}-{_text(a)}", carry_in == "chained"), a - b
+        body, value = _sub(x, y, borrow, sign, f"{_text(b)}-{_text(a)}", chained, so_far), a - b
     else:
         raise ValueError(f"column steps are for + and -, not {op!r}")
     return f"{body}{ANSWER_MARK}{value:.{places}f}"

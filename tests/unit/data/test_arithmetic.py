@@ -321,6 +321,26 @@ def test_column_steps(a, op, b, borrow, sign, expected):
     assert column_steps(Decimal(a), op, Decimal(b), borrow, sign, carry_in="fused") == expected
 
 
+@pytest.mark.parametrize(
+    "a, op, b, expected",
+    [
+        ("819", "+", "354", "9+4=13|3,1+5=6+1=7|73,8+3=11|1173 #### 1173"),  # the top column keeps its carry
+        ("649", "-", "161", "6-1=5:9-1=8|8,4-6=-2+10=8|88,6-1=5-1=4|488 #### 488"),
+        ("302", "-", "295", "3-2=1:2-5=-3+10=7|7,0-9=-9-1=-10+10=0|07,3-2=1-1=0|007 #### 7"),
+        ("278", "-", "281", "2-2=0,7-8=-1:-(281-278):1-8=-7+10=3|3,8-7=1-1=0|03,2-2=0|003 #### -3"),
+        ("12.34", "+", "5.6", "4+0=4|4,3+6=9|94,2+5=7|7.94,1+0=1|17.94 #### 17.94"),  # the point once passed
+    ],
+)
+def test_digits_so_far_follow_each_column(a, op, b, expected):
+    assert column_steps(Decimal(a), op, Decimal(b), digits_so_far=True) == expected
+    # Every step is still a true equation, and the steps are those written without them.
+    from tasktune.eval.steps import check_steps
+
+    plain = column_steps(Decimal(a), op, Decimal(b))
+    assert [s.text for s in check_steps(expected)] == [s.text for s in check_steps(plain)]
+    assert all(s.ok for s in check_steps(expected))
+
+
 def test_chained_carries_are_facts_of_their_own():
     assert column_steps(Decimal(196), "+", Decimal(599)) == "6+9=15,9+9=18+1=19,1+5=6+1=7 #### 795"
     assert column_steps(Decimal(402), "-", Decimal(199), sign="first") == "2-9=-7+10=3,0-9=-9-1=-10+10=0,4-1=3-1=2 #### 203"
@@ -343,13 +363,14 @@ def test_sign_compare_writes_the_leading_differences_first(a, b, expected):
 
 @pytest.mark.parametrize("borrow", ["signed", "inline"])
 @pytest.mark.parametrize("sign", ["first", "compare", "last"])
-@pytest.mark.parametrize("carry_in", ["fused", "chained"])
-def test_column_answers_end_with_the_fraction_reference(borrow, sign, carry_in):
+@pytest.mark.parametrize("carry_in, so_far", [("fused", False), ("chained", False), ("chained", True)])
+def test_column_answers_end_with_the_fraction_reference(borrow, sign, carry_in, so_far):
     """Every column answer ends with the exact value, and every step in it is true."""
     from tasktune.eval.steps import check_steps
 
     cfg = ArithmeticConfig(ops=ALL_OPS, digits=(1, 4), decimal_share=0.3, answer_format="columns",
-                           borrow=borrow, sign=sign, carry_in=carry_in, division="remainder")
+                           borrow=borrow, sign=sign, carry_in=carry_in, digits_so_far=so_far,
+                           division="remainder")
     for ex in _examples(cfg, 1500):
         a, op, b = PROBLEM.match(ex.prompt).groups()
         if op == "/" and "." not in a + b:
@@ -365,6 +386,8 @@ def test_column_answers_end_with_the_fraction_reference(borrow, sign, carry_in):
         assert final == ex.answer or (" R " not in final and Decimal(final) == Decimal(ex.answer)), ex.response
         steps = check_steps(ex.response)
         assert steps and all(s.ok for s in steps), ex.response
+        if so_far and op in "+-":  # the digits after the last column are the value
+            assert Decimal(ex.response.split(" #### ")[0].rsplit("|", 1)[1]) == abs(Decimal(final)), ex.response
 
 
 @pytest.mark.parametrize(

@@ -242,6 +242,11 @@ def test_max_minutes_shortens_the_schedule_only_when_the_steps_do_not_fit(tiny_m
     assert steps_that_fit(10, 5.0, 4.5, 9, cfg, 1000) == 10 + 110
     assert steps_that_fit(10, 5.0, 0.45, 9, cfg, 1000) == 1000  # fast enough: unchanged
     assert steps_that_fit(10, 5.0, 4.5, 9, replace(cfg, max_minutes=None), 1000) == 1000
+    # Projected a little short (under 5%): the schedule is kept, the deadline may take its
+    # last steps; a little more than that, and the run is rescheduled.
+    # (55 s left after 10 of 120 steps.)
+    assert steps_that_fit(10, 5.0, 9 * 55 / 107.5, 9, cfg, 120) == 120  # 117 of 120 fit
+    assert steps_that_fit(10, 5.0, 9 * 55 / 103.5, 9, cfg, 120) == 113  # 113 of 120 fit
     # The schedule is a function of the step and the run's step count, never of the clock.
     assert lr_at(119, cfg, 120) == pytest.approx(1e-4)  # a shortened run still ends at the floor
     assert lr_at(10, cfg) == lr_at(10, cfg, 1000)
