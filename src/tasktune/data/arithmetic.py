@@ -25,7 +25,7 @@ from typing import Iterator
 
 from tasktune.config import ArithmeticConfig
 from tasktune.data.example import Example
-from tasktune.data.worked import column_steps, division_steps, product_steps
+from tasktune.data.worked import canonical, column_steps, division_steps, product_steps
 
 __all__ = [
     "ZH_PAIRS",
@@ -72,16 +72,6 @@ class Problem:
     @property
     def key(self) -> tuple[Decimal, str, Decimal]:
         return (self.a.normalize(), self.op, self.b.normalize())
-
-
-def canonical(value: Decimal) -> str:
-    """Canonical text of a number (see the module docstring)."""
-    if value == 0:
-        return "0"
-    text = format(value, "f")
-    if "." in text:
-        text = text.rstrip("0").rstrip(".")
-    return text
 
 
 def solve(problem: Problem, division_places: int) -> Decimal:

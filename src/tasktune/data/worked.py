@@ -36,7 +36,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-__all__ = ["column_steps", "product_steps", "division_steps", "STEP_SEP", "ANSWER_MARK"]
+__all__ = ["canonical", "column_steps", "product_steps", "division_steps", "STEP_SEP", "ANSWER_MARK"]
 
 STEP_SEP = ","
 """Between two steps."""
@@ -143,11 +143,15 @@ def _sub(a: int, b: int, borrow: str, sign: str, restated: str, chained: bool, p
     return STEP_SEP.join(tried[:-1] + [top]) + f"<0,-({restated}):{swapped}"
 
 
-def _text(value: Decimal) -> str:
+def canonical(value: Decimal) -> str:
+    """Canonical text of a number: no trailing zeros after a point (``8.4``, never
+    ``8.40``), never ``-0`` (the arithmetic task writes every number this way)."""
     if value == 0:
         return "0"
     text = format(value, "f")
-    return text.rstrip("0").rstrip(".") if "." in text else text
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return text
 
 
 def column_steps(
@@ -182,7 +186,7 @@ def column_steps(
         steps = _add(x, y, chained)
         body, value = STEP_SEP.join(steps if so_far is None else _so_far(steps, places)), a + b
     elif op == "-":
-        body, value = _sub(x, y, borrow, sign, f"{_text(b)}-{_text(a)}", chained, so_far), a - b
+        body, value = _sub(x, y, borrow, sign, f"{canonical(b)}-{canonical(a)}", chained, so_far), a - b
     else:
         raise ValueError(f"column steps are for + and -, not {op!r}")
     return f"{body}{ANSWER_MARK}{value:.{places}f}"
@@ -222,14 +226,10 @@ def product_steps(a: int, b: int, carry_in: str = "chained") -> str:
             done, value = _times(a, digit, chained)
             steps += done
             partials.append(value * 10**place)
-    body = STEP_SEP.join(steps)
-    if len(partials) == 2:
-        body += f";{partials[0]}+{partials[1]}:" + STEP_SEP.join(_add(partials[0], partials[1], chained))
-    elif len(partials) > 2:  # 3+ digits in b: the partials summed one at a time
-        total = partials[0]
-        for p in partials[1:]:
-            body += f";{total}+{p}:" + STEP_SEP.join(_add(total, p, chained))
-            total += p
+    body, total = STEP_SEP.join(steps), partials[0]
+    for p in partials[1:]:  # the partials summed one at a time
+        body += f";{total}+{p}:" + STEP_SEP.join(_add(total, p, chained))
+        total += p
     return f"{body}{ANSWER_MARK}{a * b}"
 
 

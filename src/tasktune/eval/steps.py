@@ -182,7 +182,11 @@ def first_wrong_step(prediction: str, reference: str, correct: bool | None = Non
         correct: Whether the final answer was judged right; when False and every step
             matches, the error is the ``answer`` itself. None: not considered.
     """
-    got, want = check_steps(prediction), check_steps(reference)
+    return _first_wrong(prediction, check_steps(prediction), reference, check_steps(reference), correct)
+
+
+def _first_wrong(prediction: str, got: list[Step], reference: str, want: list[Step], correct: bool | None) -> StepError | None:
+    """:func:`first_wrong_step` on steps already checked."""
     for i, w in enumerate(want):
         if i >= len(got):
             return StepError(i, "missing", "", w.text)
@@ -235,7 +239,7 @@ def step_figures(prediction: str, reference: str, correct: bool) -> dict | None:
         return None
     written = check_steps(prediction)
     right = sum(s.ok and i < len(want) and _same(s.text, want[i].text) for i, s in enumerate(written))
-    error = first_wrong_step(prediction, reference, correct)
+    error = _first_wrong(prediction, written, reference, want, correct)
     first = None if error is None else {"step": error.index + 1, "kind": error.kind, "wrote": error.step,
                                         "expected": error.expected}
     return {"steps": len(written), "steps_right": right, "first_wrong": first}
