@@ -67,12 +67,19 @@ class ArithmeticConfig:
     """Range of integer-part digits for both operands, inclusive ([1, 2]: 0 to 99)."""
     digits_b: tuple[int, int] | None = None
     """Digit range of the second operand; null: the same as `digits`."""
-    digit_sampling: Literal["uniform", "per_digits", "mixed"] = "uniform"
+    digit_sampling: Literal["uniform", "per_digits", "mixed", "mixed_b"] = "uniform"
     """uniform: operands uniform over the whole range; per_digits: each digit count equally likely;
-    mixed: each operand drawn one way or the other at even odds."""
-    train_digit_sampling: Literal["uniform", "per_digits", "mixed"] | None = None
+    mixed: each operand drawn one way or the other at even odds; mixed_b: the first operand
+    uniform, the second mixed (more one-digit divisors and factors, `87/5=`, without more
+    one-digit dividends)."""
+    train_digit_sampling: Literal["uniform", "per_digits", "mixed", "mixed_b"] | None = None
     """digit_sampling of training problems only (per_digits shows the rarer short operands,
     `7-363=`, far more often); null: as `digit_sampling`. Held-out problems follow `digit_sampling`."""
+    train_close_share: float = 0.0
+    """Share of training subtractions whose second operand is the first with its last
+    digits drawn again (`673-678=`): the near-equal differences, where the sign is decided
+    by the low columns and the value has leading zeros to drop, are rare among uniform
+    operands (1 in 100 at 3 digits share two leading digits). Held-out problems never."""
     decimal_share: float = 0.0
     """Share of problems with decimal operands (0: integers only, 1: decimals only)."""
     decimal_places: int = 2
@@ -107,6 +114,23 @@ class ArithmeticConfig:
     column (`-(281-278):...`); compare first writes the leading columns' signed differences,
     most significant first, until one is not 0 (`2-2=0,7-8=-1:-(281-278):...`); last runs the
     columns until the top one is negative, then swaps."""
+    product_steps: Literal["partials", "marked", "columns"] = "partials"
+    """Integer * (answer_format: columns): partials writes one partial product per nonzero
+    digit of the second factor, then restates and adds them (`47*86=` -> `7*6=42,4*6=24+4=28,
+    7*8=56,4*8=32+5=37;282+3760:...`); marked writes one per digit, a zero digit too, each
+    followed by its value in place, and adds the values by columns, nothing restated
+    (`7*6=42,4*6=24+4=28|282,7*8=56,4*8=32+5=37|3760:2+0=2,...`); columns works the
+    product's columns, units first, each the sum of its one-digit products and the carry
+    (`7*6=42,4*6=24,7*8=56,24+56=80+4=84,4*8=32+8=40 #### 4042`): fewer tokens, but each
+    column's sum is a 2-digit addition."""
+    division_steps: Literal["long", "subtract"] = "long"
+    """Integer / with a remainder (answer_format: columns): long finds each quotient digit
+    in one step (`37-5*7=37-35=2`: the digit, its multiple and the difference at once);
+    subtract takes a divisor of two digits or more away while the leading columns say it
+    fits, by signed columns, counting the rounds (`57-23:5-2=3:7-3=4,5-2=3|1;34-23:...|2;
+    11-23:1-2=-1 #### 2 R 11`), and finds a one-digit divisor's quotient digit from the
+    times table, its multiple and the next one written (`37/5:5*7=35,5*8=40>37:7-5=2,3-3=0`):
+    every step a small fact, the answer longer."""
     digits_so_far: bool = False
     """+ and - columns (answer_format: columns): after each column, the value's digits up to
     it (`9+4=13|3,1+5=6+1=7|73,8+3=11|1173 #### 1173`), so the value is copied from the line
@@ -482,8 +506,9 @@ def _validate(cfg: RunConfig) -> list[str]:
     for name, rng in (("digits", a.digits), ("digits_b", a.digits_b)):
         if rng is not None and not 1 <= rng[0] <= rng[1] <= 18:
             p.append(f"data.arithmetic.{name}: need 1 <= low <= high <= 18, got {list(rng)}")
-    if not 0.0 <= a.decimal_share <= 1.0:
-        p.append(f"data.arithmetic.decimal_share: must be within [0, 1], got {a.decimal_share}")
+    for name in ("decimal_share", "train_close_share"):
+        if not 0.0 <= getattr(a, name) <= 1.0:
+            p.append(f"data.arithmetic.{name}: must be within [0, 1], got {getattr(a, name)}")
     if cfg.data.task == "file" and not cfg.data.file.path:
         p.append("data.file.path: required when data.task is 'file'")
     if cfg.data.task == "file" and cfg.data.train_size is not None:

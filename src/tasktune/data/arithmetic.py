@@ -106,9 +106,8 @@ def solve(problem: Problem, division_places: int) -> Decimal:
     raise ValueError(f"unknown operation {problem.op!r}")
 
 
-def _operand(rng: random.Random, digits: tuple[int, int], cfg: ArithmeticConfig, places: int) -> Decimal:
+def _operand(rng: random.Random, digits: tuple[int, int], sampling: str, places: int) -> Decimal:
     lo, hi = digits
-    sampling = cfg.digit_sampling
     if sampling == "mixed":
         sampling = "per_digits" if rng.random() < 0.5 else "uniform"
     if sampling == "per_digits":
@@ -123,16 +122,35 @@ def _operand(rng: random.Random, digits: tuple[int, int], cfg: ArithmeticConfig,
     return Decimal(integer * 10**places + frac).scaleb(-places)
 
 
-def sample_problem(rng: random.Random, cfg: ArithmeticConfig) -> Problem:
-    """Draw one problem: operation by its weight, then both operands."""
+def sample_problem(rng: random.Random, cfg: ArithmeticConfig, close_share: float = 0.0) -> Problem:
+    """Draw one problem: operation by its weight, then both operands; with probability
+    ``close_share`` a subtraction's second operand is the first with its last digits
+    drawn again (:func:`_close`)."""
     ops = list(cfg.ops)
     op = rng.choices(ops, weights=[cfg.ops[o] for o in ops])[0]
     places = cfg.decimal_places if rng.random() < cfg.decimal_share else 0
-    a = _operand(rng, cfg.digits, cfg, places)
-    b = _operand(rng, cfg.digits_b or cfg.digits, cfg, places)
+    # mixed_b: the first operand uniform, the second mixed (short divisors and factors).
+    first, second = ("uniform", "mixed") if cfg.digit_sampling == "mixed_b" else (cfg.digit_sampling,) * 2
+    a = _operand(rng, cfg.digits, first, places)
+    b = _operand(rng, cfg.digits_b or cfg.digits, second, places)
     while op == "/" and b == 0:
-        b = _operand(rng, cfg.digits_b or cfg.digits, cfg, places)
+        b = _operand(rng, cfg.digits_b or cfg.digits, second, places)
+    # Drawn only when asked for, so that a run without it draws the same problems as before.
+    if close_share and op == "-" and rng.random() < close_share:
+        b = _close(rng, a)
     return Problem(a, op, b)
+
+
+def _close(rng: random.Random, a: Decimal) -> Decimal:
+    """``a`` with its last 1 to n-1 digits drawn again (n: its digits in all): a near-equal
+    operand, whose difference with ``a`` is decided by the low columns (``673-678``)."""
+    digits = str(a).replace(".", "")
+    if len(digits) < 2:
+        return a
+    keep = rng.randint(1, len(digits) - 1)
+    drawn = "".join(str(rng.randint(0, 9)) for _ in range(len(digits) - keep))
+    places = max(-a.as_tuple().exponent, 0)
+    return Decimal(int(digits[:keep] + drawn)).scaleb(-places)
 
 
 def _digits(value: Decimal) -> int:
@@ -202,9 +220,9 @@ def _worked(problem: Problem, value: str, cfg: ArithmeticConfig) -> str:
     if not _is_integer(problem):
         return value
     if problem.op == "*":
-        return product_steps(int(problem.a), int(problem.b), cfg.carry_in)
+        return product_steps(int(problem.a), int(problem.b), cfg.carry_in, cfg.product_steps)
     if " R " in value:
-        return division_steps(int(problem.a), int(problem.b))
+        return division_steps(int(problem.a), int(problem.b), cfg.division_steps)
     return value
 
 
@@ -231,12 +249,14 @@ def to_example(problem: Problem, rng: random.Random, cfg: ArithmeticConfig) -> E
     return Example(prompt=prompt, response=response, answer=value, category=category(problem))
 
 
-def _distinct(rng: random.Random, cfg: ArithmeticConfig, n: int, exclude: set[tuple], setting: str) -> list[Problem]:
+def _distinct(
+    rng: random.Random, cfg: ArithmeticConfig, n: int, exclude: set[tuple], setting: str, close_share: float = 0.0
+) -> list[Problem]:
     """``n`` distinct problems not in ``exclude``; ``setting`` names the size in errors."""
     chosen: dict[tuple, Problem] = {}
     tries = 0
     while len(chosen) < n:
-        p = sample_problem(rng, cfg)
+        p = sample_problem(rng, cfg, close_share)
         if p.key not in exclude:
             chosen.setdefault(p.key, p)
         tries += 1
@@ -274,9 +294,9 @@ def train_problems(
     """
     rng = random.Random(f"train-{seed}")
     if limit is not None:
-        yield from _distinct(rng, cfg, limit, exclude, "data.train_size")
+        yield from _distinct(rng, cfg, limit, exclude, "data.train_size", cfg.train_close_share)
         return
     while True:
-        p = sample_problem(rng, cfg)
+        p = sample_problem(rng, cfg, cfg.train_close_share)
         if p.key not in exclude:
             yield p

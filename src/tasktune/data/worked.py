@@ -206,20 +206,84 @@ def _times(a: int, digit: int, chained: bool) -> tuple[list[str], int]:
     return steps, a * digit
 
 
-def product_steps(a: int, b: int, carry_in: str = "chained") -> str:
-    """The worked product of non-negative integers: one partial product per nonzero digit
-    of ``b`` (units first), each by the digits of ``a`` with its carries, then the
-    partial products restated and added by columns, then ``#### VALUE``.
+def _product_columns(a: int, b: int, chained: bool) -> list[str]:
+    """Steps of ``a * b`` by the columns of the product, units first: each column's
+    one-digit products, their sum, then the carry in (``4*6=24,7*8=56,24+56=80+4=84``)."""
+    xs, ys = _digits(a, len(str(a))), _digits(b, len(str(b)))
+    steps, carry = [], 0
+    for k in range(len(xs) + len(ys) - 1):
+        pairs = [(xs[k - j], ys[j]) for j in range(len(ys)) if 0 <= k - j < len(xs)]
+        products = [x * y for x, y in pairs]
+        if len(pairs) == 1:
+            (x, y), p = pairs[0], products[0]
+            lead = f"{x}*{y}={p}"
+            if carry:
+                steps.append(f"{lead}+{carry}={p + carry}" if chained else f"{x}*{y}+{carry}={p + carry}")
+            else:
+                steps.append(lead)
+        else:
+            steps += [f"{x}*{y}={p}" for (x, y), p in zip(pairs, products)]
+            chain, total = str(products[0]), products[0]
+            for p in products[1:] + ([carry] if carry else []):
+                total += p
+                chain += f"+{p}={total}"
+            steps.append(chain)
+        carry = (sum(products) + carry) // 10
+    return steps
+
+
+def _marked_partials(a: int, b: int, chained: bool) -> str:
+    """``product_steps(style="marked")``: each partial product's steps, then its value in
+    place; the values added one at a time by columns."""
+    digits, parts, total = _digits(b, len(str(b))), [], 0
+    for place, digit in enumerate(digits):
+        done, value = _times(a, digit, chained)
+        value *= 10**place
+        parts.append(STEP_SEP.join(done) + f"{SO_FAR_MARK}{value}")
+        if place:  # added to the sum so far; a sum that more partials follow is marked too
+            parts[-1] += ":" + STEP_SEP.join(_add(total, value, chained))
+            if place < len(digits) - 1:
+                parts[-1] += f"{SO_FAR_MARK}{total + value}"
+        total += value
+    return f"{STEP_SEP.join(parts)}{ANSWER_MARK}{a * b}"
+
+
+def product_steps(a: int, b: int, carry_in: str = "chained", style: str = "partials") -> str:
+    """The worked product of non-negative integers, then ``#### VALUE``.
+
+    Args:
+        a, b: The factors.
+        carry_in: ``chained`` adds a carry as a fact of its own (``4*6=24+4=28``),
+            ``fused`` in the product's step (``4*6+4=28``).
+        style: ``partials``: one partial product per nonzero digit of ``b`` (units first),
+            each by the digits of ``a`` with its carries, then the partial products
+            restated and added by columns. ``marked``: one partial product per digit of
+            ``b``, a zero digit too, each followed by its value in place (``|3760``); the
+            partial values are then added by columns, nothing restated (every product
+            has the same shape). ``columns``: the product's columns, units
+            first, each the sum of its one-digit products and the carry in; the value is
+            put together from the columns as in an addition (shorter: no partial product
+            is restated).
 
     Example:
         >>> product_steps(47, 86)
         '7*6=42,4*6=24+4=28,7*8=56,4*8=32+5=37;282+3760:2+0=2,8+6=14,2+7=9+1=10,0+3=3+1=4 #### 4042'
         >>> product_steps(47, 6, carry_in="fused")
         '7*6=42,4*6+4=28 #### 282'
+        >>> product_steps(47, 86, style="marked")
+        '7*6=42,4*6=24+4=28|282,7*8=56,4*8=32+5=37|3760:2+0=2,8+6=14,2+7=9+1=10,0+3=3+1=4 #### 4042'
+        >>> product_steps(47, 86, style="columns")
+        '7*6=42,4*6=24,7*8=56,24+56=80+4=84,4*8=32+8=40 #### 4042'
     """
     if a < 0 or b < 0:
         raise ValueError(f"product steps need non-negative integers, got {a} and {b}")
+    if style not in ("partials", "marked", "columns"):
+        raise ValueError(f"product style is 'partials', 'marked' or 'columns', not {style!r}")
     chained = carry_in == "chained"
+    if style == "columns":
+        return f"{STEP_SEP.join(_product_columns(a, b, chained))}{ANSWER_MARK}{a * b}"
+    if style == "marked":
+        return _marked_partials(a, b, chained)
     steps, partials = [], []
     for place, digit in enumerate(_digits(b, len(str(b)))):
         if digit or (place == 0 and b == 0):
@@ -233,29 +297,80 @@ def product_steps(a: int, b: int, carry_in: str = "chained") -> str:
     return f"{body}{ANSWER_MARK}{a * b}"
 
 
-def division_steps(a: int, b: int) -> str:
-    """Long division of non-negative integers with a remainder: from the first part of
-    ``a`` that ``b`` goes into, each step takes the quotient digit's multiple away
-    (``37-5*7=37-35=2``) and brings down the next digit; then ``#### Q R r``.
+def _subtracting(c: int, b: int) -> tuple[list[str], int, int]:
+    """One quotient digit of ``c // b`` (``c < 10 * b``) found by taking ``b`` away while it
+    fits: each round compares by the leading columns (:func:`_compare`), then subtracts by
+    signed columns (a one-digit ``c``: the comparison is the subtraction) and writes how
+    many rounds so far (``|2``); the round that does not fit ends on its comparison. Returns the rounds, the digit and the remainder."""
+    rounds, q = [], 0
+    while True:
+        head = f"{c}-{b}:{_compare(c, b)}"
+        if c < b:
+            return rounds + [head.rstrip(":")], q, c
+        q += 1
+        # One-digit numbers: the comparison is the whole subtraction.
+        columns = "" if c < 10 else STEP_SEP.join(_sub_columns(c, b, "signed", True)[0])
+        rounds.append((head + columns if columns else head.rstrip(":")) + f"{SO_FAR_MARK}{q}")
+        c -= b
+
+
+def _times_table_stage(c: int, b: int) -> tuple[str, int]:
+    """One quotient digit of ``c // b`` for a one-digit ``b``: the stage restated, then
+    ``b``'s multiples counted up from 1, each a times-table fact, to the first past ``c``
+    (``37/5:5*1=5,...,5*7=35,5*8=40>37``), then ``c`` less the last that fits by signed
+    columns."""
+    q = c // b
+    multiples = STEP_SEP.join(f"{b}*{k}={b * k}" for k in range(1, q + 2))
+    columns = STEP_SEP.join(_sub_columns(c, b * q, "signed", True)[0])
+    return f"{c}/{b}:{multiples}>{c}:{columns}", c - b * q
+
+
+def division_steps(a: int, b: int, style: str = "long") -> str:
+    """Long division of non-negative integers with a remainder, from the first part of
+    ``a`` that ``b`` goes into, bringing down one digit at a time; then ``#### Q R r``.
+
+    Args:
+        a, b: Dividend and divisor.
+        style: How each quotient digit is found. ``long`` takes the digit's multiple away
+            in one step (``37-5*7=37-35=2``): the digit, the product and the difference
+            are three facts in one. ``subtract``: a divisor of two digits or more is taken
+            away round by round while the leading columns say it fits, every round by
+            signed columns, each step a one-digit fact (:func:`_subtracting`); a one-digit
+            divisor's multiples are counted up the times table to the first past the
+            stage's number, and the last that fits taken away by columns
+            (:func:`_times_table_stage`).
 
     Example:
         >>> division_steps(87, 5)
         '8-5*1=8-5=3,37-5*7=37-35=2 #### 17 R 2'
         >>> division_steps(87, 23)
         '87-23*3=87-69=18 #### 3 R 18'
+        >>> division_steps(57, 23, style="subtract")
+        '57-23:5-2=3:7-3=4,5-2=3|1;34-23:3-2=1:4-3=1,3-2=1|2;11-23:1-2=-1 #### 2 R 11'
+        >>> division_steps(87, 5, style="subtract")
+        '8/5:5*1=5,5*2=10>8:8-5=3;37/5:5*1=5,5*2=10,5*3=15,5*4=20,5*5=25,5*6=30,5*7=35,5*8=40>37:7-5=2,3-3=0 #### 17 R 2'
 
     Raises:
-        ValueError: ``b`` is 0, or an operand is negative.
+        ValueError: ``b`` is 0, an operand is negative, or another style.
     """
     if b <= 0 or a < 0:
         raise ValueError(f"division steps need a >= 0 and b > 0, got {a} and {b}")
+    if style not in ("long", "subtract"):
+        raise ValueError(f"division style is 'long' or 'subtract', not {style!r}")
     digits = str(a)
     start = next((i for i in range(1, len(digits) + 1) if int(digits[:i]) >= b), len(digits))
     current, steps = int(digits[:start]), []
     for i in range(start, len(digits) + 1):
-        q = current // b
-        steps.append(f"{current}-{b}*{q}={current}-{b * q}={current - b * q}")
-        current -= b * q
+        if style == "subtract" and b < 10:
+            text, current = _times_table_stage(current, b)
+            steps.append(text)
+        elif style == "subtract":
+            rounds, _, current = _subtracting(current, b)
+            steps.append(";".join(rounds))
+        else:
+            q = current // b
+            steps.append(f"{current}-{b}*{q}={current}-{b * q}={current - b * q}")
+            current -= b * q
         if i < len(digits):
             current = current * 10 + int(digits[i])
-    return f"{STEP_SEP.join(steps)}{ANSWER_MARK}{a // b} R {a % b}"
+    return f"{(';' if style == 'subtract' else STEP_SEP).join(steps)}{ANSWER_MARK}{a // b} R {a % b}"

@@ -406,6 +406,82 @@ def test_worked_products_and_long_division(a, op, b, expected):
     assert got == expected
 
 
+@pytest.mark.parametrize(
+    "a, b, expected",
+    [
+        (57, 23, "57-23:5-2=3:7-3=4,5-2=3|1;34-23:3-2=1:4-3=1,3-2=1|2;11-23:1-2=-1 #### 2 R 11"),
+        (41, 23, "41-23:4-2=2:1-3=-2+10=8,4-2=2-1=1|1;18-23:1-2=-1 #### 1 R 18"),  # a borrow
+        (5, 23, "5-23:0-2=-2 #### 0 R 5"),  # does not fit: the comparison alone
+        (23, 23, "23-23:2-2=0,3-3=0:3-3=0,2-2=0|1;0-23:0-2=-2 #### 1 R 0"),
+        (9, 14, "9-14:0-1=-1 #### 0 R 9"),
+        (99, 10, "99-10:9-1=8:9-0=9,9-1=8|1;89-10:8-1=7:9-0=9,8-1=7|2;79-10:7-1=6:9-0=9,7-1=6|3;"
+                 "69-10:6-1=5:9-0=9,6-1=5|4;59-10:5-1=4:9-0=9,5-1=4|5;49-10:4-1=3:9-0=9,4-1=3|6;"
+                 "39-10:3-1=2:9-0=9,3-1=2|7;29-10:2-1=1:9-0=9,2-1=1|8;19-10:1-1=0,9-0=9:9-0=9,1-1=0|9;"
+                 "9-10:0-1=-1 #### 9 R 9"),
+        # A one-digit divisor: its multiples counted up to the first past the stage's number,
+        # a digit brought down each stage.
+        (87, 5, "8/5:5*1=5,5*2=10>8:8-5=3;37/5:5*1=5,5*2=10,5*3=15,5*4=20,5*5=25,5*6=30,5*7=35,5*8=40>37:"
+                "7-5=2,3-3=0 #### 17 R 2"),
+        (40, 4, "4/4:4*1=4,4*2=8>4:4-4=0;0/4:4*1=4>0:0-0=0 #### 10 R 0"),
+        (3, 7, "3/7:7*1=7>3:3-0=3 #### 0 R 3"),
+    ],
+)
+def test_division_by_subtraction_works_in_small_facts(a, b, expected):
+    from tasktune.eval.steps import check_steps
+
+    got = division_steps(a, b, style="subtract")
+    assert got == expected
+    assert all(s.ok for s in check_steps(got))
+
+
+@pytest.mark.parametrize(
+    "a, b, expected",
+    [
+        (47, 86, "7*6=42,4*6=24,7*8=56,24+56=80+4=84,4*8=32+8=40 #### 4042"),
+        (7, 86, "7*6=42,7*8=56+4=60 #### 602"),  # one product a column: its carry chained on
+        (47, 80, "7*0=0,4*0=0,7*8=56,0+56=56,4*8=32+5=37 #### 3760"),
+        (99, 99, "9*9=81,9*9=81,9*9=81,81+81=162+8=170,9*9=81+17=98 #### 9801"),  # a 2-digit carry
+        (123, 45, "3*5=15,2*5=10,3*4=12,10+12=22+1=23,1*5=5,2*4=8,5+8=13+2=15,1*4=4+1=5 #### 5535"),
+    ],
+)
+def test_products_by_columns_sum_each_columns_digit_products(a, b, expected):
+    from tasktune.eval.steps import check_steps
+
+    got = product_steps(a, b, style="columns")
+    assert got == expected
+    assert all(s.ok for s in check_steps(got))
+
+
+@pytest.mark.parametrize(
+    "a, b, expected",
+    [
+        (47, 86, "7*6=42,4*6=24+4=28|282,7*8=56,4*8=32+5=37|3760:2+0=2,8+6=14,2+7=9+1=10,0+3=3+1=4 #### 4042"),
+        (47, 80, "7*0=0,4*0=0|0,7*8=56,4*8=32+5=37|3760:0+0=0,0+6=6,0+7=7,0+3=3 #### 3760"),  # zero digit too
+        (54, 7, "4*7=28,5*7=35+2=37|378 #### 378"),
+        (123, 45, "3*5=15,2*5=10+1=11,1*5=5+1=6|615,3*4=12,2*4=8+1=9,1*4=4|4920:5+0=5,1+2=3,6+9=15,0+4=4+1=5 #### 5535"),
+    ],
+)
+def test_marked_products_write_each_partial_value_in_place(a, b, expected):
+    from tasktune.eval.steps import check_steps
+
+    got = product_steps(a, b, style="marked")
+    assert got == expected
+    assert all(s.ok for s in check_steps(got))
+
+
+def test_product_and_division_styles_are_task_options():
+    cfg = ArithmeticConfig(ops={"*": 1, "/": 1}, digits=(1, 2), answer_format="columns", division="remainder",
+                           product_steps="columns", division_steps="subtract")
+    for ex in _examples(cfg, 200):
+        a, op, b = PROBLEM.match(ex.prompt).groups()
+        work = product_steps if op == "*" else division_steps
+        assert ex.response == work(int(a), int(b), style="columns" if op == "*" else "subtract")
+    with pytest.raises(ValueError, match="'long' or 'subtract'"):
+        division_steps(7, 2, style="guess")
+    with pytest.raises(ValueError, match="'partials', 'marked' or 'columns'"):
+        product_steps(7, 2, style="guess")
+
+
 def test_column_steps_refuse_what_they_cannot_work():
     with pytest.raises(ValueError, match="non-negative"):
         column_steps(Decimal(-1), "+", Decimal(2))
@@ -425,3 +501,20 @@ def test_training_digit_sampling_leaves_the_held_out_set_alone():
         return sum(len(x) < 3 for e in islice(ds.train, 1000) for x in PROBLEM.match(e.prompt).groups()[::2]) / 2000
 
     assert short_share(one) < 0.15 and short_share(two) > 0.5  # uniform: ~10% of operands; per_digits: ~2/3
+
+
+def test_close_share_draws_near_equal_training_subtractions_only():
+    plain = DataConfig(arithmetic=ArithmeticConfig(digits=(3, 3)))
+    close = DataConfig(arithmetic=ArithmeticConfig(digits=(3, 3), train_close_share=1.0))
+    one, two = build_datasets(plain, 200, 7, 0), build_datasets(close, 200, 7, 0)
+    assert one.eval == two.eval
+
+    def shared_lead(ds):
+        pairs = [PROBLEM.match(e.prompt).groups() for e in islice(ds.train, 1000)]
+        subs = [(a, b) for a, op, b in pairs if op == "-"]
+        return sum(a[0] == b[0] for a, b in subs) / len(subs), sum(a[:2] == b[:2] for a, b in subs) / len(subs)
+
+    first, two_digits = shared_lead(one)
+    assert first < 0.2 and two_digits < 0.05  # uniform: about 1 in 9 and 1 in 90
+    first, two_digits = shared_lead(two)
+    assert first == 1.0 and two_digits > 0.4  # the last 1 or 2 digits drawn again
