@@ -128,8 +128,8 @@ class ArithmeticConfig:
     in one step (`37-5*7=37-35=2`: the digit, its multiple and the difference at once);
     subtract takes a divisor of two digits or more away while the leading columns say it
     fits, by signed columns, counting the rounds (`57-23:5-2=3:7-3=4,5-2=3|1;34-23:...|2;
-    11-23:1-2=-1 #### 2 R 11`), and finds a one-digit divisor's quotient digit from the
-    times table, its multiple and the next one written (`37/5:5*7=35,5*8=40>37:7-5=2,3-3=0`):
+    11-23:1-2=-1 #### 2 R 11`), and counts a one-digit divisor's multiples up the times
+    table to the first past the stage's number (`37/5:5*1=5,...,5*7=35,5*8=40>37:7-5=2,3-3=0`):
     every step a small fact, the answer longer."""
     digits_so_far: bool = False
     """+ and - columns (answer_format: columns): after each column, the value's digits up to

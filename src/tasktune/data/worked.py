@@ -28,8 +28,9 @@ Decimals are aligned on the point: the columns of ``12.34+5.6`` are those of
 digits of the columns, in order, with no trailing zero to drop).
 
 Products (:func:`product_steps`) are partial products by the digits of the second
-factor, then their column sums; integer division with a remainder
-(:func:`division_steps`) is long division.
+factor, then their column sums (or the product's own columns); integer division with a
+remainder (:func:`division_steps`) is long division, each quotient digit found in one
+step or, with ``style="subtract"``, by rounds of one-digit facts.
 """
 
 from __future__ import annotations
@@ -301,7 +302,8 @@ def _subtracting(c: int, b: int) -> tuple[list[str], int, int]:
     """One quotient digit of ``c // b`` (``c < 10 * b``) found by taking ``b`` away while it
     fits: each round compares by the leading columns (:func:`_compare`), then subtracts by
     signed columns (a one-digit ``c``: the comparison is the subtraction) and writes how
-    many rounds so far (``|2``); the round that does not fit ends on its comparison. Returns the rounds, the digit and the remainder."""
+    many rounds so far (``|2``); the round that does not fit ends on its comparison.
+    Returns the rounds, the digit and the remainder."""
     rounds, q = [], 0
     while True:
         head = f"{c}-{b}:{_compare(c, b)}"
