@@ -193,17 +193,20 @@ def column_steps(
     return f"{body}{ANSWER_MARK}{value:.{places}f}"
 
 
+def _times_digit(x: int, y: int, carry: int, chained: bool) -> str:
+    """The step ``x*y`` with ``carry`` added in: chained as a fact of its own
+    (``4*6=24+4=28``) or fused (``4*6+4=28``)."""
+    if not carry:
+        return f"{x}*{y}={x * y}"
+    return f"{x}*{y}={x * y}+{carry}={x * y + carry}" if chained else f"{x}*{y}+{carry}={x * y + carry}"
+
+
 def _times(a: int, digit: int, chained: bool) -> tuple[list[str], int]:
     """Steps of ``a * digit`` by the digits of ``a``, units first, each carry added in."""
     steps, carry = [], 0
     for x in _digits(a, len(str(a))):
-        product = x * digit
-        total = product + carry
-        if not carry:
-            steps.append(f"{x}*{digit}={total}")
-        else:
-            steps.append(f"{x}*{digit}={product}+{carry}={total}" if chained else f"{x}*{digit}+{carry}={total}")
-        carry = total // 10
+        steps.append(_times_digit(x, digit, carry, chained))
+        carry = (x * digit + carry) // 10
     return steps, a * digit
 
 
@@ -216,12 +219,7 @@ def _product_columns(a: int, b: int, chained: bool) -> list[str]:
         pairs = [(xs[k - j], ys[j]) for j in range(len(ys)) if 0 <= k - j < len(xs)]
         products = [x * y for x, y in pairs]
         if len(pairs) == 1:
-            (x, y), p = pairs[0], products[0]
-            lead = f"{x}*{y}={p}"
-            if carry:
-                steps.append(f"{lead}+{carry}={p + carry}" if chained else f"{x}*{y}+{carry}={p + carry}")
-            else:
-                steps.append(lead)
+            steps.append(_times_digit(*pairs[0], carry, chained))
         else:
             steps += [f"{x}*{y}={p}" for (x, y), p in zip(pairs, products)]
             chain, total = str(products[0]), products[0]
@@ -298,17 +296,17 @@ def product_steps(a: int, b: int, carry_in: str = "chained", style: str = "parti
     return f"{body}{ANSWER_MARK}{a * b}"
 
 
-def _subtracting(c: int, b: int) -> tuple[list[str], int, int]:
+def _subtracting(c: int, b: int) -> tuple[list[str], int]:
     """One quotient digit of ``c // b`` (``c < 10 * b``) found by taking ``b`` away while it
     fits: each round compares by the leading columns (:func:`_compare`), then subtracts by
     signed columns (a one-digit ``c``: the comparison is the subtraction) and writes how
     many rounds so far (``|2``); the round that does not fit ends on its comparison.
-    Returns the rounds, the digit and the remainder."""
+    Returns the rounds and the remainder."""
     rounds, q = [], 0
     while True:
         head = f"{c}-{b}:{_compare(c, b)}"
         if c < b:
-            return rounds + [head.rstrip(":")], q, c
+            return rounds + [head.rstrip(":")], c
         q += 1
         # One-digit numbers: the comparison is the whole subtraction.
         columns = "" if c < 10 else STEP_SEP.join(_sub_columns(c, b, "signed", True)[0])
@@ -367,7 +365,7 @@ def division_steps(a: int, b: int, style: str = "long") -> str:
             text, current = _times_table_stage(current, b)
             steps.append(text)
         elif style == "subtract":
-            rounds, _, current = _subtracting(current, b)
+            rounds, current = _subtracting(current, b)
             steps.append(";".join(rounds))
         else:
             q = current // b

@@ -407,64 +407,50 @@ def test_worked_products_and_long_division(a, op, b, expected):
 
 
 @pytest.mark.parametrize(
-    "a, b, expected",
+    "work, style, a, b, expected",
     [
-        (57, 23, "57-23:5-2=3:7-3=4,5-2=3|1;34-23:3-2=1:4-3=1,3-2=1|2;11-23:1-2=-1 #### 2 R 11"),
-        (41, 23, "41-23:4-2=2:1-3=-2+10=8,4-2=2-1=1|1;18-23:1-2=-1 #### 1 R 18"),  # a borrow
-        (5, 23, "5-23:0-2=-2 #### 0 R 5"),  # does not fit: the comparison alone
-        (23, 23, "23-23:2-2=0,3-3=0:3-3=0,2-2=0|1;0-23:0-2=-2 #### 1 R 0"),
-        (9, 14, "9-14:0-1=-1 #### 0 R 9"),
-        (99, 10, "99-10:9-1=8:9-0=9,9-1=8|1;89-10:8-1=7:9-0=9,8-1=7|2;79-10:7-1=6:9-0=9,7-1=6|3;"
-                 "69-10:6-1=5:9-0=9,6-1=5|4;59-10:5-1=4:9-0=9,5-1=4|5;49-10:4-1=3:9-0=9,4-1=3|6;"
-                 "39-10:3-1=2:9-0=9,3-1=2|7;29-10:2-1=1:9-0=9,2-1=1|8;19-10:1-1=0,9-0=9:9-0=9,1-1=0|9;"
-                 "9-10:0-1=-1 #### 9 R 9"),
+        # Division by subtraction rounds (a divisor of two digits or more).
+        (division_steps, "subtract", 57, 23,
+            "57-23:5-2=3:7-3=4,5-2=3|1;34-23:3-2=1:4-3=1,3-2=1|2;11-23:1-2=-1 #### 2 R 11"),
+        (division_steps, "subtract", 41, 23,
+            "41-23:4-2=2:1-3=-2+10=8,4-2=2-1=1|1;18-23:1-2=-1 #### 1 R 18"),  # a borrow
+        (division_steps, "subtract", 5, 23, "5-23:0-2=-2 #### 0 R 5"),  # does not fit: the comparison alone
+        (division_steps, "subtract", 23, 23, "23-23:2-2=0,3-3=0:3-3=0,2-2=0|1;0-23:0-2=-2 #### 1 R 0"),
+        (division_steps, "subtract", 9, 14, "9-14:0-1=-1 #### 0 R 9"),
+        (division_steps, "subtract", 99, 10,
+            "99-10:9-1=8:9-0=9,9-1=8|1;89-10:8-1=7:9-0=9,8-1=7|2;79-10:7-1=6:9-0=9,7-1=6|3;"
+            "69-10:6-1=5:9-0=9,6-1=5|4;59-10:5-1=4:9-0=9,5-1=4|5;49-10:4-1=3:9-0=9,4-1=3|6;"
+            "39-10:3-1=2:9-0=9,3-1=2|7;29-10:2-1=1:9-0=9,2-1=1|8;19-10:1-1=0,9-0=9:9-0=9,1-1=0|9;"
+            "9-10:0-1=-1 #### 9 R 9"),
         # A one-digit divisor: its multiples counted up to the first past the stage's number,
         # a digit brought down each stage.
-        (87, 5, "8/5:5*1=5,5*2=10>8:8-5=3;37/5:5*1=5,5*2=10,5*3=15,5*4=20,5*5=25,5*6=30,5*7=35,5*8=40>37:"
-                "7-5=2,3-3=0 #### 17 R 2"),
-        (40, 4, "4/4:4*1=4,4*2=8>4:4-4=0;0/4:4*1=4>0:0-0=0 #### 10 R 0"),
-        (3, 7, "3/7:7*1=7>3:3-0=3 #### 0 R 3"),
+        (division_steps, "subtract", 87, 5,
+            "8/5:5*1=5,5*2=10>8:8-5=3;37/5:5*1=5,5*2=10,5*3=15,5*4=20,5*5=25,5*6=30,5*7=35,5*8=40>37:"
+            "7-5=2,3-3=0 #### 17 R 2"),
+        (division_steps, "subtract", 40, 4, "4/4:4*1=4,4*2=8>4:4-4=0;0/4:4*1=4>0:0-0=0 #### 10 R 0"),
+        (division_steps, "subtract", 3, 7, "3/7:7*1=7>3:3-0=3 #### 0 R 3"),
+        # Products by the product's own columns.
+        (product_steps, "columns", 47, 86, "7*6=42,4*6=24,7*8=56,24+56=80+4=84,4*8=32+8=40 #### 4042"),
+        (product_steps, "columns", 7, 86, "7*6=42,7*8=56+4=60 #### 602"),  # one product a column: its carry chained on
+        (product_steps, "columns", 47, 80, "7*0=0,4*0=0,7*8=56,0+56=56,4*8=32+5=37 #### 3760"),
+        (product_steps, "columns", 99, 99,
+            "9*9=81,9*9=81,9*9=81,81+81=162+8=170,9*9=81+17=98 #### 9801"),  # a 2-digit carry
+        (product_steps, "columns", 123, 45,
+            "3*5=15,2*5=10,3*4=12,10+12=22+1=23,1*5=5,2*4=8,5+8=13+2=15,1*4=4+1=5 #### 5535"),
+        # Marked partial products: every digit, each partial's value in place.
+        (product_steps, "marked", 47, 86,
+            "7*6=42,4*6=24+4=28|282,7*8=56,4*8=32+5=37|3760:2+0=2,8+6=14,2+7=9+1=10,0+3=3+1=4 #### 4042"),
+        (product_steps, "marked", 47, 80,
+            "7*0=0,4*0=0|0,7*8=56,4*8=32+5=37|3760:0+0=0,0+6=6,0+7=7,0+3=3 #### 3760"),  # zero digit too
+        (product_steps, "marked", 54, 7, "4*7=28,5*7=35+2=37|378 #### 378"),
+        (product_steps, "marked", 123, 45,
+            "3*5=15,2*5=10+1=11,1*5=5+1=6|615,3*4=12,2*4=8+1=9,1*4=4|4920:5+0=5,1+2=3,6+9=15,0+4=4+1=5 #### 5535"),
     ],
 )
-def test_division_by_subtraction_works_in_small_facts(a, b, expected):
+def test_step_styles_write_true_small_facts(work, style, a, b, expected):
     from tasktune.eval.steps import check_steps
 
-    got = division_steps(a, b, style="subtract")
-    assert got == expected
-    assert all(s.ok for s in check_steps(got))
-
-
-@pytest.mark.parametrize(
-    "a, b, expected",
-    [
-        (47, 86, "7*6=42,4*6=24,7*8=56,24+56=80+4=84,4*8=32+8=40 #### 4042"),
-        (7, 86, "7*6=42,7*8=56+4=60 #### 602"),  # one product a column: its carry chained on
-        (47, 80, "7*0=0,4*0=0,7*8=56,0+56=56,4*8=32+5=37 #### 3760"),
-        (99, 99, "9*9=81,9*9=81,9*9=81,81+81=162+8=170,9*9=81+17=98 #### 9801"),  # a 2-digit carry
-        (123, 45, "3*5=15,2*5=10,3*4=12,10+12=22+1=23,1*5=5,2*4=8,5+8=13+2=15,1*4=4+1=5 #### 5535"),
-    ],
-)
-def test_products_by_columns_sum_each_columns_digit_products(a, b, expected):
-    from tasktune.eval.steps import check_steps
-
-    got = product_steps(a, b, style="columns")
-    assert got == expected
-    assert all(s.ok for s in check_steps(got))
-
-
-@pytest.mark.parametrize(
-    "a, b, expected",
-    [
-        (47, 86, "7*6=42,4*6=24+4=28|282,7*8=56,4*8=32+5=37|3760:2+0=2,8+6=14,2+7=9+1=10,0+3=3+1=4 #### 4042"),
-        (47, 80, "7*0=0,4*0=0|0,7*8=56,4*8=32+5=37|3760:0+0=0,0+6=6,0+7=7,0+3=3 #### 3760"),  # zero digit too
-        (54, 7, "4*7=28,5*7=35+2=37|378 #### 378"),
-        (123, 45, "3*5=15,2*5=10+1=11,1*5=5+1=6|615,3*4=12,2*4=8+1=9,1*4=4|4920:5+0=5,1+2=3,6+9=15,0+4=4+1=5 #### 5535"),
-    ],
-)
-def test_marked_products_write_each_partial_value_in_place(a, b, expected):
-    from tasktune.eval.steps import check_steps
-
-    got = product_steps(a, b, style="marked")
+    got = work(a, b, style=style)
     assert got == expected
     assert all(s.ok for s in check_steps(got))
 
