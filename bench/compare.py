@@ -1,7 +1,7 @@
 """tasktune against Hugging Face Trainer + PEFT, side by side, in one invocation.
 
 Every measurement runs in its own process (so peak RSS is that side's own), on the
-bundled SmolLM2-135M, with the same LoRA (r=16, alpha 32, all linear layers, no
+bundled SmolLM2-135M, with the same LoRA (SETTINGS: r=16, alpha 32, all linear layers, no
 dropout), learning rate, batch of 16, fp32 and thread count. The runs alternate
 (tasktune, baseline, baseline, tasktune, ...) and each figure is the mean of its runs,
 so a drift of the machine's speed falls on both sides alike.
@@ -52,8 +52,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "arith_lora.yaml"
-OVERRIDES = ["adapter.lora.r=16", "adapter.lora.alpha=32", "adapter.lora.dropout=0.0", "train.lr=1e-3",
-             "train.batch_size=16", "train.warmup_steps=0", "train.schedule=constant", "train.max_minutes=null"]
+# The throughput runs' settings, one definition for both sides: tasktune gets them as
+# config overrides, Trainer + PEFT as TrainingArguments and a LoraConfig built from the
+# same config, and latest.json records this dict.
+SETTINGS = {"lora_r": 16, "lora_alpha": 32, "lora_dropout": 0.0, "lr": 1e-3, "batch": 16}
+OVERRIDES = [f"adapter.lora.r={SETTINGS['lora_r']}", f"adapter.lora.alpha={SETTINGS['lora_alpha']}",
+             f"adapter.lora.dropout={SETTINGS['lora_dropout']}", f"train.lr={SETTINGS['lr']}",
+             f"train.batch_size={SETTINGS['batch']}", "train.warmup_steps=0", "train.schedule=constant",
+             "train.max_minutes=null"]
 
 
 def _peak_rss_mib() -> float:
@@ -70,10 +76,12 @@ def _setup(overrides: list[str] = OVERRIDES):
     return cfg, data, load_base(cfg)
 
 
-def _lora(model, r: int = 16, alpha: int = 32):
+def _lora(model, lora):
+    """PEFT's LoRA as ``lora`` (a config's ``adapter.lora``) sets it, on all linear layers."""
     import peft
 
-    config = peft.LoraConfig(r=r, lora_alpha=alpha, lora_dropout=0.0, target_modules="all-linear", task_type="CAUSAL_LM")
+    config = peft.LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules="all-linear",
+                             task_type="CAUSAL_LM")
     return peft.get_peft_model(model, config)
 
 
@@ -156,7 +164,8 @@ def side_hf(steps: int, warmup: int, same_tokens: bool) -> dict:
 
     cfg, data, loaded = _setup()
     tok = loaded.tokenizer
-    n = 16 * (warmup + steps)
+    batch = cfg.train.batch_size
+    n = batch * (warmup + steps)
     if same_tokens:
         features = [{"input_ids": r.input_ids, "labels": r.labels, "attention_mask": [1] * len(r.input_ids)}
                     for r in _rows(loaded, data, n)]
@@ -164,7 +173,7 @@ def side_hf(steps: int, warmup: int, same_tokens: bool) -> dict:
         features = _hf_features(tok, list(islice(data.train, n)))
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
-    model = _lora(_plain(loaded.model))
+    model = _lora(_plain(loaded.model), cfg.adapter.lora)
 
     class Clock(TrainerCallback):
         def __init__(self):
@@ -177,7 +186,7 @@ def side_hf(steps: int, warmup: int, same_tokens: bool) -> dict:
             self.marks.append(("end", time.perf_counter()))
 
     clock = Clock()
-    args = TrainingArguments(output_dir="/tmp/tasktune-bench-hf", per_device_train_batch_size=16, learning_rate=1e-3,
+    args = TrainingArguments(output_dir="/tmp/tasktune-bench-hf", per_device_train_batch_size=batch, learning_rate=cfg.train.lr,
                              max_steps=warmup + steps, report_to=[], save_strategy="no", logging_strategy="no",
                              lr_scheduler_type="constant", disable_tqdm=True, dataloader_drop_last=True, seed=0)
     trainer = Trainer(model=model, args=args, train_dataset=features, callbacks=[clock],
@@ -187,9 +196,9 @@ def side_hf(steps: int, warmup: int, same_tokens: bool) -> dict:
     ends = [t for k, t in clock.marks if k == "end"]
     times = [e - b for b, e in zip(begins, ends)][warmup:]
     # Steps follow the dataloader's (shuffled) order; non-pad tokens per step are those of
-    # 16 rows, on average the mean row length.
+    # `batch` rows, on average the mean row length.
     per_row = statistics.mean(len(f["input_ids"]) for f in features)
-    return {"examples_per_second": 16 * len(times) / sum(times), "tokens_per_second": 16 * per_row * len(times) / sum(times),
+    return {"examples_per_second": batch * len(times) / sum(times), "tokens_per_second": batch * per_row * len(times) / sum(times),
             "peak_rss_mib": _peak_rss_mib(), "tokens_per_row": per_row, "gradient_checkpointing": args.gradient_checkpointing}
 
 
@@ -267,8 +276,7 @@ def side_target_hf(every: int, steps: int) -> dict:
     prompts = [_hf_prompt_ids(tok, ex.prompt) for ex in data.eval]
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
-    lc = cfg.adapter.lora
-    model = _lora(_plain(loaded.model), r=lc.r, alpha=lc.alpha)
+    model = _lora(_plain(loaded.model), cfg.adapter.lora)
 
     def exact_match(model) -> float:
         # tasktune's rule on both sides: an answer that never stopped within the budget is not credited.
@@ -435,7 +443,7 @@ def main() -> int:
         "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}",
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": "python bench/compare.py " + " ".join(sys.argv[1:]),
-        "settings": {"lora": "r=16 alpha=32 all-linear", "lr": 1e-3, "batch": 16, "dtype": "float32",
+        "settings": {**SETTINGS, "lora_target": "all-linear", "dtype": "float32",
                      "timed_steps": args.steps, "warmup_steps": args.warmup, "rounds": args.rounds},
         "runs": runs, "mean": mean, "ratios": ratios,
         "gemm_peak_gflops": peak / 1e9, "tasktune_train_gflops_estimate": achieved / 1e9,

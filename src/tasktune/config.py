@@ -114,12 +114,16 @@ class ArithmeticConfig:
     column (`-(281-278):...`); compare first writes the leading columns' signed differences,
     most significant first, until one is not 0 (`2-2=0,7-8=-1:-(281-278):...`); last runs the
     columns until the top one is negative, then swaps."""
-    product_steps: Literal["partials", "marked", "columns"] = "partials"
+    product_steps: Literal["partials", "marked", "placed", "columns"] = "partials"
     """Integer * (answer_format: columns): partials writes one partial product per nonzero
     digit of the second factor, then restates and adds them (`47*86=` -> `7*6=42,4*6=24+4=28,
     7*8=56,4*8=32+5=37;282+3760:...`); marked writes one per digit, a zero digit too, each
     followed by its value in place, and adds the values by columns, nothing restated
-    (`7*6=42,4*6=24+4=28|282,7*8=56,4*8=32+5=37|3760:2+0=2,...`); columns works the
+    (`7*6=42,4*6=24+4=28|282,7*8=56,4*8=32+5=37|3760:2+0=2,...`); placed is marked with no
+    carry added into a product: each one-digit product written whole and added in its
+    place by columns (`7*6=42,4*6=24:2+0=2,4+4=8,0+2=2|282,...`); marked and placed put the
+    factor with fewer digits on top (`95*6=` -> `6*95:6*5=30|30,...`: one partial per digit
+    of the longer factor); columns works the
     product's columns, units first, each the sum of its one-digit products and the carry
     (`7*6=42,4*6=24,7*8=56,24+56=80+4=84,4*8=32+8=40 #### 4042`): fewer tokens, but each
     column's sum is a 2-digit addition."""
@@ -128,9 +132,10 @@ class ArithmeticConfig:
     in one step (`37-5*7=37-35=2`: the digit, its multiple and the difference at once);
     subtract takes a divisor of two digits or more away while the leading columns say it
     fits, by signed columns, counting the rounds (`57-23:5-2=3:7-3=4,5-2=3|1;34-23:...|2;
-    11-23:1-2=-1 #### 2 R 11`), and counts a one-digit divisor's multiples up the times
-    table to the first past the stage's number (`37/5:5*1=5,...,5*7=35,5*8=40>37:7-5=2,3-3=0`):
-    every step a small fact, the answer longer."""
+    11-23:1-2=-1 #### 2 R 11`), and takes a one-digit divisor from each digit's stage (a
+    stage for every digit of the dividend) one fact a round, counted, until a round comes
+    out negative (`8-5=3|1,3-5=-2;37-5=32|1,...,7-5=2|7,2-5=-3`): every step a small fact,
+    the answer longer."""
     digits_so_far: bool = False
     """+ and - columns (answer_format: columns): after each column, the value's digits up to
     it (`9+4=13|3,1+5=6+1=7|73,8+3=11|1173 #### 1173`), so the value is copied from the line
@@ -290,6 +295,11 @@ class TrainConfig:
     """End training as soon as an in-training evaluation (eval.every) reaches this value of
     eval.metric: exact match as a share (0.99), ROUGE/BLEU x 100 (e.g. 40); null: train to
     max_steps / max_minutes."""
+    packing: bool = False
+    """Each micro-batch's rows end to end in one sequence, no padding: position ids
+    restart with every row, so each row attends only to itself (transformers' packed
+    rows); same loss and gradients as padded rows. Checked on the model at the first
+    step; a model where packed rows would see each other (a prefix adapter) trains padded."""
     share_prefix: bool = True
     """Run the tokens every row of a batch starts with (the chat template's opening, a
     fixed system prompt) once per batch instead of once per row; same loss and

@@ -231,20 +231,44 @@ def _product_columns(a: int, b: int, chained: bool) -> list[str]:
     return steps
 
 
-def _marked_partials(a: int, b: int, chained: bool) -> str:
+def _placed(a: int, digit: int, chained: bool) -> list[str]:
+    """Steps of ``a * digit`` with no carry added into a product: each one-digit product
+    written whole, then each added in its place by columns (``47*6``:
+    ``7*6=42,4*6=24:2+0=2,4+4=8,0+2=2``)."""
+    xs = _digits(a, len(str(a)))
+    steps, total = [], 0
+    for place, x in enumerate(xs):
+        steps.append(f"{x}*{digit}={x * digit}")
+        value = x * digit * 10**place
+        if place:  # added to the products before it; a sum more products follow is marked
+            steps[-1] += ":" + STEP_SEP.join(_add(total, value, chained))
+            if place < len(xs) - 1:
+                steps[-1] += f"{SO_FAR_MARK}{total + value}"
+        total += value
+    return steps
+
+
+def _marked_partials(a: int, b: int, chained: bool, placed: bool = False) -> str:
     """``product_steps(style="marked")``: each partial product's steps, then its value in
-    place; the values added one at a time by columns."""
+    place; the values added one at a time by columns. The factor with fewer digits goes
+    on top, restated first when it is the second (``95*6=`` -> ``6*95:6*5=30|30,...``):
+    the partials are then as many as the longer factor's digits, one per digit, each as
+    long as the shorter factor. ``placed`` (``style="placed"``): each partial by
+    :func:`_placed`, no carry added into a product."""
+    head = ""
+    if len(str(a)) > len(str(b)):
+        a, b, head = b, a, f"{b}*{a}:"
     digits, parts, total = _digits(b, len(str(b))), [], 0
     for place, digit in enumerate(digits):
-        done, value = _times(a, digit, chained)
-        value *= 10**place
+        done = _placed(a, digit, chained) if placed else _times(a, digit, chained)[0]
+        value = a * digit * 10**place
         parts.append(STEP_SEP.join(done) + f"{SO_FAR_MARK}{value}")
         if place:  # added to the sum so far; a sum that more partials follow is marked too
             parts[-1] += ":" + STEP_SEP.join(_add(total, value, chained))
             if place < len(digits) - 1:
                 parts[-1] += f"{SO_FAR_MARK}{total + value}"
         total += value
-    return f"{STEP_SEP.join(parts)}{ANSWER_MARK}{a * b}"
+    return f"{head}{STEP_SEP.join(parts)}{ANSWER_MARK}{a * b}"
 
 
 def product_steps(a: int, b: int, carry_in: str = "chained", style: str = "partials") -> str:
@@ -259,7 +283,10 @@ def product_steps(a: int, b: int, carry_in: str = "chained", style: str = "parti
             restated and added by columns. ``marked``: one partial product per digit of
             ``b``, a zero digit too, each followed by its value in place (``|3760``); the
             partial values are then added by columns, nothing restated (every product
-            has the same shape). ``columns``: the product's columns, units
+            has the same shape). ``placed``: ``marked`` with no carry added into a
+            product, each digit product added in its place by columns (:func:`_placed`).
+            ``marked`` and ``placed`` put the factor with fewer digits on top.
+            ``columns``: the product's columns, units
             first, each the sum of its one-digit products and the carry in; the value is
             put together from the columns as in an addition (shorter: no partial product
             is restated).
@@ -271,18 +298,20 @@ def product_steps(a: int, b: int, carry_in: str = "chained", style: str = "parti
         '7*6=42,4*6+4=28 #### 282'
         >>> product_steps(47, 86, style="marked")
         '7*6=42,4*6=24+4=28|282,7*8=56,4*8=32+5=37|3760:2+0=2,8+6=14,2+7=9+1=10,0+3=3+1=4 #### 4042'
+        >>> product_steps(95, 6, style="placed")
+        '6*95:6*5=30|30,6*9=54|540:0+0=0,3+4=7,0+5=5 #### 570'
         >>> product_steps(47, 86, style="columns")
         '7*6=42,4*6=24,7*8=56,24+56=80+4=84,4*8=32+8=40 #### 4042'
     """
     if a < 0 or b < 0:
         raise ValueError(f"product steps need non-negative integers, got {a} and {b}")
-    if style not in ("partials", "marked", "columns"):
-        raise ValueError(f"product style is 'partials', 'marked' or 'columns', not {style!r}")
+    if style not in ("partials", "marked", "placed", "columns"):
+        raise ValueError(f"product style is 'partials', 'marked', 'placed' or 'columns', not {style!r}")
     chained = carry_in == "chained"
     if style == "columns":
         return f"{STEP_SEP.join(_product_columns(a, b, chained))}{ANSWER_MARK}{a * b}"
-    if style == "marked":
-        return _marked_partials(a, b, chained)
+    if style in ("marked", "placed"):
+        return _marked_partials(a, b, chained, placed=style == "placed")
     steps, partials = [], []
     for place, digit in enumerate(_digits(b, len(str(b)))):
         if digit or (place == 0 and b == 0):
@@ -314,15 +343,19 @@ def _subtracting(c: int, b: int) -> tuple[list[str], int]:
         c -= b
 
 
-def _times_table_stage(c: int, b: int) -> tuple[str, int]:
-    """One quotient digit of ``c // b`` for a one-digit ``b``: the stage restated, then
-    ``b``'s multiples counted up from 1, each a times-table fact, to the first past ``c``
-    (``37/5:5*1=5,...,5*7=35,5*8=40>37``), then ``c`` less the last that fits by signed
-    columns."""
-    q = c // b
-    multiples = STEP_SEP.join(f"{b}*{k}={b * k}" for k in range(1, q + 2))
-    columns = STEP_SEP.join(_sub_columns(c, b * q, "signed", True)[0])
-    return f"{c}/{b}:{multiples}>{c}:{columns}", c - b * q
+def _counting_down(c: int, b: int) -> tuple[str, int]:
+    """One quotient digit of ``c // b`` for a one-digit ``b``: ``b`` taken from ``c`` one
+    round at a time, each round one fact with the rounds so far (``37-5=32|1``), until a
+    round comes out negative (``2-5=-3``): whether ``b`` still fits is read from the sign
+    of a written difference, never from comparing two 2-digit numbers. Returns the
+    rounds and the remainder."""
+    rounds, q = [], 0
+    while c >= b:
+        q += 1
+        rounds.append(f"{c}-{b}={c - b}{SO_FAR_MARK}{q}")
+        c -= b
+    return STEP_SEP.join(rounds + [f"{c}-{b}={c - b}"]), c
+
 
 
 def division_steps(a: int, b: int, style: str = "long") -> str:
@@ -336,9 +369,9 @@ def division_steps(a: int, b: int, style: str = "long") -> str:
             are three facts in one. ``subtract``: a divisor of two digits or more is taken
             away round by round while the leading columns say it fits, every round by
             signed columns, each step a one-digit fact (:func:`_subtracting`); a one-digit
-            divisor's multiples are counted up the times table to the first past the
-            stage's number, and the last that fits taken away by columns
-            (:func:`_times_table_stage`).
+            divisor is taken from each digit's stage (every digit of ``a`` one) one
+            fact a round, counted, until a round comes out negative
+            (:func:`_counting_down`).
 
     Example:
         >>> division_steps(87, 5)
@@ -347,8 +380,8 @@ def division_steps(a: int, b: int, style: str = "long") -> str:
         '87-23*3=87-69=18 #### 3 R 18'
         >>> division_steps(57, 23, style="subtract")
         '57-23:5-2=3:7-3=4,5-2=3|1;34-23:3-2=1:4-3=1,3-2=1|2;11-23:1-2=-1 #### 2 R 11'
-        >>> division_steps(87, 5, style="subtract")
-        '8/5:5*1=5,5*2=10>8:8-5=3;37/5:5*1=5,5*2=10,5*3=15,5*4=20,5*5=25,5*6=30,5*7=35,5*8=40>37:7-5=2,3-3=0 #### 17 R 2'
+        >>> division_steps(37, 5, style="subtract")
+        '3-5=-2;37-5=32|1,32-5=27|2,27-5=22|3,22-5=17|4,17-5=12|5,12-5=7|6,7-5=2|7,2-5=-3 #### 7 R 2'
 
     Raises:
         ValueError: ``b`` is 0, an operand is negative, or another style.
@@ -358,11 +391,14 @@ def division_steps(a: int, b: int, style: str = "long") -> str:
     if style not in ("long", "subtract"):
         raise ValueError(f"division style is 'long' or 'subtract', not {style!r}")
     digits = str(a)
-    start = next((i for i in range(1, len(digits) + 1) if int(digits[:i]) >= b), len(digits))
+    # A one-digit divisor counted down (subtract) has a stage for every digit of ``a``: the
+    # quotient's digits are the stages' counts in order, however many fit.
+    first = 1 if style == "subtract" and b < 10 else None
+    start = first or next((i for i in range(1, len(digits) + 1) if int(digits[:i]) >= b), len(digits))
     current, steps = int(digits[:start]), []
     for i in range(start, len(digits) + 1):
         if style == "subtract" and b < 10:
-            text, current = _times_table_stage(current, b)
+            text, current = _counting_down(current, b)
             steps.append(text)
         elif style == "subtract":
             rounds, current = _subtracting(current, b)

@@ -1,4 +1,5 @@
-"""Padding, with the side in the name: right for training, left for generation."""
+"""Padding, with the side in the name: right for training, left for generation; or no
+padding at all: rows packed end to end."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import torch
 
 from tasktune.constants import IGNORE_INDEX
 
-__all__ = ["pad_right", "pad_left"]
+__all__ = ["pad_right", "pad_left", "pack"]
 
 
 def pad_right(
@@ -42,3 +43,26 @@ def pad_left(input_ids: list[list[int]], pad_id: int) -> dict[str, torch.Tensor]
         ids[row, width - len(x) :] = torch.tensor(x)
         mask[row, width - len(x) :] = 1
     return {"input_ids": ids, "attention_mask": mask}
+
+
+def pack(input_ids: list[list[int]], labels: list[list[int]]) -> dict[str, torch.Tensor]:
+    """Training rows end to end in one sequence, no padding.
+
+    Position ids restart at 0 with every row, which is how transformers' models tell
+    packed rows apart when no ``attention_mask`` is given: each token then attends only
+    within its own row, at the positions it has alone. A row's first token is not a
+    target of the row before it (its label is IGNORE_INDEX).
+
+    Returns:
+        ``input_ids``, ``labels`` and ``position_ids`` of shape (1, total tokens).
+    """
+    ids, labs, positions = [], [], []
+    for x, y in zip(input_ids, labels):
+        ids += x
+        labs += [IGNORE_INDEX] + list(y[1:])
+        positions += range(len(x))
+    return {
+        "input_ids": torch.tensor([ids], dtype=torch.long),
+        "labels": torch.tensor([labs], dtype=torch.long),
+        "position_ids": torch.tensor([positions], dtype=torch.long),
+    }

@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 
 from tasktune.config import EncodingConfig, TrainConfig
 from tasktune.data.example import Example
-from tasktune.encoding import ChatEncoder, Encoded, pad_right
+from tasktune.encoding import ChatEncoder, Encoded, pack, pad_right
 from tasktune.train.loss import count_supervised, loss_width, supervised_loss_sum
 from tasktune.train.schedule import lr_at, steps_that_fit
 from tasktune.train.shard import broadcast_from_main, is_sharded, shard_optimizer_state
@@ -212,6 +212,50 @@ def _computed_tokens(batch: dict[str, torch.Tensor], micro_batches: int, procs: 
     return total, padding
 
 
+def _packed_parts(rows: list[Encoded], micro: int, rank: int, micro_batches: int, procs: int) -> tuple[list[dict], int]:
+    """This process's micro-batches, each its share of rows packed end to end
+    (:func:`tasktune.encoding.pack`), and the token positions the step runs over every
+    process: each pack cut after its last position that feeds the loss (no padding)."""
+    parts, total = [], 0
+    for j in range(micro_batches):
+        group = rows[j * micro : (j + 1) * micro]
+        for r in range(procs):
+            share = group[r * micro // procs : (r + 1) * micro // procs]
+            packed = pack([x.input_ids for x in share], [x.labels for x in share])
+            total += loss_width(packed["labels"])
+            if r == rank:
+                parts.append(packed)
+    return parts, total
+
+
+def packing_matches(model, rows: list[Encoded], pad_id: int) -> bool:
+    """Whether ``model`` computes the same loss for ``rows`` packed as padded: true for
+    transformers' models that read packed rows from position ids; false where the rows
+    would see each other (a prefix adapter's cache, a model that ignores position ids).
+    Run without dropout; float32 to 1e-4, 16-bit weights to 2e-2."""
+    padded = pad_right([r.input_ids for r in rows], [r.labels for r in rows], pad_id)
+    packed = pack([r.input_ids for r in rows], [r.labels for r in rows])
+    training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            device = next(model.parameters()).device
+            plain = supervised_loss_sum(model, {k: v.to(device) for k, v in padded.items()})
+            joined = supervised_loss_sum(model, {k: v.to(device) for k, v in packed.items()})
+    finally:
+        model.train(training)
+    half = next(model.parameters()).dtype in (torch.float16, torch.bfloat16)
+    return bool(torch.isclose(joined.float(), plain.float(), rtol=2e-2 if half else 1e-4, atol=1e-4))
+
+
+def _agreed(accelerator, flag: bool) -> bool:
+    """``flag`` where every process has it (one decision for all)."""
+    if accelerator.num_processes == 1:
+        return flag
+    return bool(accelerator.reduce(torch.tensor([int(flag)], device=accelerator.device), "sum").item()
+                == accelerator.num_processes)
+
+
 def train_steps(
     model,
     accelerator,
@@ -280,7 +324,8 @@ def train_steps(
     micro = cfg.batch_size // cfg.grad_accum
     mine = slice(rank * micro // procs, (rank + 1) * micro // procs)
     # One process only: under DDP the prefix would be a second forward before backward.
-    share = cfg.share_prefix and procs == 1 and not cfg.gradient_checkpointing
+    share = cfg.share_prefix and procs == 1 and not cfg.gradient_checkpointing and not cfg.packing
+    packing = cfg.packing
     batches = _global_batches(_counted(stream, state), encoder, enc, cfg.batch_size, state.counts)
     bar = tqdm(total=cfg.max_steps, initial=state.step, desc="train", unit="step", disable=not accelerator.is_local_main_process)
     if is_sharded(model) and accelerator.is_main_process:
@@ -319,11 +364,24 @@ def train_steps(
             n_sup = max(1, count_supervised(step_batch["labels"]))
             loss_total = torch.zeros((), dtype=torch.float32)
             state.tokens += int(step_batch["attention_mask"].sum())
-            computed, padding = _computed_tokens(step_batch, cfg.grad_accum, procs)
+            if packing and step == state.step:  # checked once, on this model, before it is trusted
+                packing = _agreed(accelerator, packing_matches(model, rows[:micro][mine], pad_id))
+                if not packing:
+                    bar.write("train.packing: on this model packed rows give another loss than padded rows (a prefix "
+                              "adapter's cache, or a model that does not tell packed rows apart by their position ids); "
+                              "it trains padded")
+            if packing:
+                parts, computed = _packed_parts(rows, micro, rank, cfg.grad_accum, procs)
+                padding = 0
+            else:
+                computed, padding = _computed_tokens(step_batch, cfg.grad_accum, procs)
             state.computed += computed
             state.padding += padding
             for j in range(cfg.grad_accum):
-                batch = {k: v[j * micro : (j + 1) * micro][mine].to(accelerator.device) for k, v in step_batch.items()}
+                if packing:
+                    batch = {k: v.to(accelerator.device) for k, v in parts[j].items()}
+                else:
+                    batch = {k: v[j * micro : (j + 1) * micro][mine].to(accelerator.device) for k, v in step_batch.items()}
                 # Gradients are averaged over processes only on the last micro-batch.
                 with accelerator.no_sync(model) if j < cfg.grad_accum - 1 else nullcontext():
                     loss = supervised_loss_sum(model, batch, share) / n_sup

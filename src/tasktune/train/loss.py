@@ -76,7 +76,9 @@ def supervised_loss_sum(model, batch: dict[str, torch.Tensor], share_prefix: boo
     Args:
         model: A causal LM (plain, PEFT-wrapped or DDP-wrapped).
         batch: ``input_ids``, ``attention_mask`` and ``labels`` of shape (B, T),
-            labels aligned with the inputs (the model would shift them; we shift here).
+            labels aligned with the inputs (the model would shift them; we shift here);
+            or a packed batch (:func:`tasktune.encoding.pack`): ``position_ids`` in
+            place of ``attention_mask``.
         share_prefix: Run the tokens all rows start with once (see the module doc).
             Needs a model that returns a ``transformers.Cache`` and no gradient
             checkpointing; other models take the plain path.
@@ -93,7 +95,8 @@ def supervised_loss_sum(model, batch: dict[str, torch.Tensor], share_prefix: boo
     # any tail the template adds after the answer feed no loss: those columns are cut.
     width = loss_width(labels)
     keep = keep[:, :width]
-    inputs = {"input_ids": batch["input_ids"][:, :width], "attention_mask": batch["attention_mask"][:, :width]}
+    # A packed batch (one row of rows end to end) has position ids and no attention mask.
+    inputs = {k: batch[k][:, :width] for k in ("input_ids", "attention_mask", "position_ids") if k in batch}
     rows = labels.shape[0]
     to_keep = _accepts_logits_to_keep(model)
     start = shared_prefix_length(inputs, keep) if share_prefix and rows > 1 else 0
@@ -108,6 +111,9 @@ def supervised_loss_sum(model, batch: dict[str, torch.Tensor], share_prefix: boo
                 **{_cache_arg(model): cache},
             ).logits
             return F.cross_entropy(logits.float(), targets, reduction="sum")
+    if "position_ids" in inputs:
+        # Packed rows: transformers reads them from the position ids only without a cache.
+        inputs["use_cache"] = False
     if to_keep:
         logits = model(**inputs, logits_to_keep=keep).logits  # (N, V), N = supervised tokens
     else:

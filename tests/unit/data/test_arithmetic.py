@@ -422,13 +422,14 @@ def test_worked_products_and_long_division(a, op, b, expected):
             "69-10:6-1=5:9-0=9,6-1=5|4;59-10:5-1=4:9-0=9,5-1=4|5;49-10:4-1=3:9-0=9,4-1=3|6;"
             "39-10:3-1=2:9-0=9,3-1=2|7;29-10:2-1=1:9-0=9,2-1=1|8;19-10:1-1=0,9-0=9:9-0=9,1-1=0|9;"
             "9-10:0-1=-1 #### 9 R 9"),
-        # A one-digit divisor: its multiples counted up to the first past the stage's number,
-        # a digit brought down each stage.
+        # A one-digit divisor: a stage for every digit of the dividend, the divisor taken
+        # away one fact a round, the rounds counted, until a round comes out negative.
         (division_steps, "subtract", 87, 5,
-            "8/5:5*1=5,5*2=10>8:8-5=3;37/5:5*1=5,5*2=10,5*3=15,5*4=20,5*5=25,5*6=30,5*7=35,5*8=40>37:"
-            "7-5=2,3-3=0 #### 17 R 2"),
-        (division_steps, "subtract", 40, 4, "4/4:4*1=4,4*2=8>4:4-4=0;0/4:4*1=4>0:0-0=0 #### 10 R 0"),
-        (division_steps, "subtract", 3, 7, "3/7:7*1=7>3:3-0=3 #### 0 R 3"),
+            "8-5=3|1,3-5=-2;37-5=32|1,32-5=27|2,27-5=22|3,22-5=17|4,17-5=12|5,12-5=7|6,7-5=2|7,2-5=-3 #### 17 R 2"),
+        (division_steps, "subtract", 37, 5,  # the tens do not fit: their stage is still written
+            "3-5=-2;37-5=32|1,32-5=27|2,27-5=22|3,22-5=17|4,17-5=12|5,12-5=7|6,7-5=2|7,2-5=-3 #### 7 R 2"),
+        (division_steps, "subtract", 40, 4, "4-4=0|1,0-4=-4;0-4=-4 #### 10 R 0"),  # a stage of no rounds: digit 0
+        (division_steps, "subtract", 3, 7, "3-7=-4 #### 0 R 3"),
         # Products by the product's own columns.
         (product_steps, "columns", 47, 86, "7*6=42,4*6=24,7*8=56,24+56=80+4=84,4*8=32+8=40 #### 4042"),
         (product_steps, "columns", 7, 86, "7*6=42,7*8=56+4=60 #### 602"),  # one product a column: its carry chained on
@@ -442,9 +443,17 @@ def test_worked_products_and_long_division(a, op, b, expected):
             "7*6=42,4*6=24+4=28|282,7*8=56,4*8=32+5=37|3760:2+0=2,8+6=14,2+7=9+1=10,0+3=3+1=4 #### 4042"),
         (product_steps, "marked", 47, 80,
             "7*0=0,4*0=0|0,7*8=56,4*8=32+5=37|3760:0+0=0,0+6=6,0+7=7,0+3=3 #### 3760"),  # zero digit too
-        (product_steps, "marked", 54, 7, "4*7=28,5*7=35+2=37|378 #### 378"),
-        (product_steps, "marked", 123, 45,
-            "3*5=15,2*5=10+1=11,1*5=5+1=6|615,3*4=12,2*4=8+1=9,1*4=4|4920:5+0=5,1+2=3,6+9=15,0+4=4+1=5 #### 5535"),
+        (product_steps, "marked", 7, 54, "7*4=28|28,7*5=35|350:8+0=8,2+5=7,0+3=3 #### 378"),
+        (product_steps, "marked", 98, 7, "7*98:7*8=56|56,7*9=63|630:6+0=6,5+3=8,0+6=6 #### 686"),  # shorter on top
+        # Placed: no carry added into a product; each product added in its place by columns.
+        (product_steps, "placed", 47, 86,
+            "7*6=42,4*6=24:2+0=2,4+4=8,0+2=2|282,7*8=56,4*8=32:6+0=6,5+2=7,0+3=3|3760:"
+            "2+0=2,8+6=14,2+7=9+1=10,0+3=3+1=4 #### 4042"),
+        (product_steps, "placed", 95, 6, "6*95:6*5=30|30,6*9=54|540:0+0=0,3+4=7,0+5=5 #### 570"),
+        (product_steps, "placed", 4, 123, "4*3=12|12,4*2=8|80:2+0=2,1+8=9|92,4*1=4|400:2+0=2,9+0=9,0+4=4 #### 492"),
+        (product_steps, "marked", 45, 123,
+            "5*3=15,4*3=12+1=13|135,5*2=10,4*2=8+1=9|900:5+0=5,3+0=3,1+9=10|1035,5*1=5,4*1=4|4500:"
+            "5+0=5,3+0=3,0+5=5,1+4=5 #### 5535"),
     ],
 )
 def test_step_styles_write_true_small_facts(work, style, a, b, expected):
@@ -464,7 +473,7 @@ def test_product_and_division_styles_are_task_options():
         assert ex.response == work(int(a), int(b), style="columns" if op == "*" else "subtract")
     with pytest.raises(ValueError, match="'long' or 'subtract'"):
         division_steps(7, 2, style="guess")
-    with pytest.raises(ValueError, match="'partials', 'marked' or 'columns'"):
+    with pytest.raises(ValueError, match="'partials', 'marked', 'placed' or 'columns'"):
         product_steps(7, 2, style="guess")
 
 

@@ -1,0 +1,39 @@
+"""bench/compare.py: both sides train with the settings it records."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+@pytest.fixture(scope="module")
+def compare():
+    spec = importlib.util.spec_from_file_location("compare", ROOT / "bench" / "compare.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_tasktune_side_trains_with_the_recorded_settings(compare):
+    from tasktune.config import load_config
+
+    cfg = load_config(compare.CONFIG, compare.OVERRIDES)
+    s = compare.SETTINGS
+    assert (cfg.adapter.lora.r, cfg.adapter.lora.alpha, cfg.adapter.lora.dropout) == (s["lora_r"], s["lora_alpha"], s["lora_dropout"])
+    assert (cfg.train.lr, cfg.train.batch_size) == (s["lr"], s["batch"])
+
+
+def test_baseline_lora_is_built_from_the_same_config(compare, monkeypatch):
+    import peft
+
+    from tasktune.config import load_config
+
+    seen = {}
+    monkeypatch.setattr(peft, "get_peft_model", lambda model, config: seen.setdefault("config", config))
+    lora = load_config(compare.CONFIG, compare.OVERRIDES).adapter.lora
+    config = compare._lora(object(), lora)
+    assert (config.r, config.lora_alpha, config.lora_dropout) == (lora.r, lora.alpha, lora.dropout)
