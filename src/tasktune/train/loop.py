@@ -248,6 +248,14 @@ def packing_matches(model, rows: list[Encoded], pad_id: int) -> bool:
     return bool(torch.isclose(joined.float(), plain.float(), rtol=2e-2 if half else 1e-4, atol=1e-4))
 
 
+def reschedule_message(fits: int, cfg: TrainConfig) -> str:
+    """What the loop says when the time budget moves the schedule's end to ``fits``."""
+    if fits >= cfg.max_steps:
+        return (f"train.max_minutes={cfg.max_minutes}: at this pace all {cfg.max_steps} steps fit again; "
+                "the schedule ends on train.max_steps")
+    return f"train.max_minutes={cfg.max_minutes}: at this pace {fits} of {cfg.max_steps} steps fit; the schedule now ends there"
+
+
 def _agreed(accelerator, flag: bool) -> bool:
     """``flag`` where every process has it (one decision for all)."""
     if accelerator.num_processes == 1:
@@ -408,8 +416,7 @@ def train_steps(
             if step + 1 in checks and step + 1 < state.total:
                 fits = steps_that_fit(step + 1, state.seconds, window, window_steps, cfg, cfg.max_steps)
                 if fits != state.total:
-                    bar.write(f"train.max_minutes={cfg.max_minutes}: at this pace {fits} of {cfg.max_steps} steps fit; "
-                              "the schedule now ends there")
+                    bar.write(reschedule_message(fits, cfg))
                     state.total = fits
                 window, window_steps = 0.0, 0
             bar.update(1)

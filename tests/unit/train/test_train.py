@@ -270,6 +270,14 @@ def test_max_minutes_shortens_the_schedule_only_when_the_steps_do_not_fit(tiny_m
     assert 10 < len(run) < 50
     assert run[-1].lr == pytest.approx(0.0, abs=budget.lr / 10)  # the decay reached its end, not cut off
 
+def test_the_reschedule_message_says_when_the_steps_fit_again():
+    from tasktune.train.loop import reschedule_message
+
+    cfg = TrainConfig(max_steps=170, max_minutes=6.0)
+    assert "147 of 170 steps fit; the schedule now ends there" in reschedule_message(147, cfg)
+    assert "all 170 steps fit again; the schedule ends on train.max_steps" in reschedule_message(170, cfg)
+
+
 @pytest.mark.parametrize("method", ["lora", "full"])
 def test_16_bit_base_trains_float32_weights(method, tiny_model_dirs, tokenizer):
     """bf16 base weights: what trains is kept in float32 (updates far below a bf16 weight's
