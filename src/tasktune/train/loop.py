@@ -228,11 +228,12 @@ def _packed_parts(rows: list[Encoded], micro: int, rank: int, micro_batches: int
     return parts, total
 
 
-def packing_matches(model, rows: list[Encoded], pad_id: int) -> bool:
+def packing_matches(model, rows: list[Encoded], pad_id: int, half: bool = False) -> bool:
     """Whether ``model`` computes the same loss for ``rows`` packed as padded: true for
     transformers' models that read packed rows from position ids; false where the rows
     would see each other (a prefix adapter's cache, a model that ignores position ids).
-    Run without dropout; float32 to 1e-4, 16-bit weights to 2e-2."""
+    Run without dropout; float32 to 1e-4, 16-bit weights or ``half`` (16-bit autocast)
+    to 2e-2."""
     padded = pad_right([r.input_ids for r in rows], [r.labels for r in rows], pad_id)
     packed = pack([r.input_ids for r in rows], [r.labels for r in rows])
     training = model.training
@@ -244,7 +245,7 @@ def packing_matches(model, rows: list[Encoded], pad_id: int) -> bool:
             joined = supervised_loss_sum(model, {k: v.to(device) for k, v in packed.items()})
     finally:
         model.train(training)
-    half = next(model.parameters()).dtype in (torch.float16, torch.bfloat16)
+    half = half or any(p.dtype in (torch.float16, torch.bfloat16) for p in model.parameters())
     return bool(torch.isclose(joined.float(), plain.float(), rtol=2e-2 if half else 1e-4, atol=1e-4))
 
 
@@ -332,8 +333,8 @@ def train_steps(
     micro = cfg.batch_size // cfg.grad_accum
     mine = slice(rank * micro // procs, (rank + 1) * micro // procs)
     # One process only: under DDP the prefix would be a second forward before backward.
-    share = cfg.share_prefix and procs == 1 and not cfg.gradient_checkpointing and not cfg.packing
-    packing = cfg.packing
+    share = cfg.share_prefix and procs == 1 and not cfg.gradient_checkpointing
+    packing, packing_checked = cfg.packing, False
     batches = _global_batches(_counted(stream, state), encoder, enc, cfg.batch_size, state.counts)
     bar = tqdm(total=cfg.max_steps, initial=state.step, desc="train", unit="step", disable=not accelerator.is_local_main_process)
     if is_sharded(model) and accelerator.is_main_process:
@@ -372,8 +373,11 @@ def train_steps(
             n_sup = max(1, count_supervised(step_batch["labels"]))
             loss_total = torch.zeros((), dtype=torch.float32)
             state.tokens += int(step_batch["attention_mask"].sum())
-            if packing and step == state.step:  # checked once, on this model, before it is trusted
-                packing = _agreed(accelerator, packing_matches(model, rows[:micro][mine], pad_id))
+            if packing and not packing_checked:  # once, on this model, before it is trusted
+                packing_checked = True
+                half = accelerator.mixed_precision != "no"
+                packing = _agreed(accelerator, packing_matches(model, rows[:micro][mine], pad_id, half))
+                share = share and not packing
                 if not packing:
                     bar.write("train.packing: on this model packed rows give another loss than padded rows (a prefix "
                               "adapter's cache, or a model that does not tell packed rows apart by their position ids); "

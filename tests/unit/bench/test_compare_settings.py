@@ -34,6 +34,8 @@ def test_baseline_lora_is_built_from_the_same_config(compare, monkeypatch):
 
     seen = {}
     monkeypatch.setattr(peft, "get_peft_model", lambda model, config: seen.setdefault("config", config))
-    lora = load_config(compare.CONFIG, compare.OVERRIDES).adapter.lora
+    # Values unlike the benchmark's own, so a LoraConfig that ignored the config would show.
+    lora = load_config(compare.CONFIG, [*compare.OVERRIDES, "adapter.lora.r=8", "adapter.lora.alpha=4",
+                                        "adapter.lora.dropout=0.1"]).adapter.lora
     config = compare._lora(object(), lora)
     assert (config.r, config.lora_alpha, config.lora_dropout) == (lora.r, lora.alpha, lora.dropout)

@@ -101,6 +101,19 @@ def test_packed_training_takes_the_padded_steps_with_no_padding(grad_accum, tiny
     assert last.tokens - 2 * packs <= last.computed_tokens < last.tokens
 
 
+def test_the_check_runs_once_per_run(tiny_model_dirs, tokenizer, monkeypatch):
+    import tasktune.train.loop as loop
+
+    calls = []
+    real = loop.packing_matches
+    monkeypatch.setattr(loop, "packing_matches", lambda *a, **k: calls.append(1) or real(*a, **k))
+    encoder = ChatEncoder(tokenizer, template=template_for("llama"))
+    cfg = replace(CFG, packing=True, max_steps=3)
+    infos = list(train_steps(_model(tiny_model_dirs["llama"]), make_accelerator(cfg, 0), encoder, _stream(), cfg,
+                             EncodingConfig(), LoopState()))
+    assert len(infos) == 3 and len(calls) == 1
+
+
 def test_a_prefix_adapter_is_caught_by_the_check_and_trains_padded(tiny_model_dirs, tokenizer, capsys):
     base = load_model(resolve_model(str(tiny_model_dirs["llama"])), torch.float32)
     torch.manual_seed(0)
