@@ -156,11 +156,51 @@ def side_tasktune(steps: int, warmup: int) -> dict:
     run.close()
     return {"examples_per_second": cfg.train.batch_size * len(times) / sum(times),
             "tokens_per_second": tokens / sum(times), "peak_rss_mib": _peak_rss_mib(),
-            "tokens_per_row": tokens / (cfg.train.batch_size * len(times))}
+            "tokens_per_row": tokens / (cfg.train.batch_size * len(times)),
+            "nonpad_share": 1 - info.padding_tokens / info.computed_tokens}
+
+
+def _counting_collator(tok):
+    """``DataCollatorForSeq2Seq`` as the docs use it, counting the positions of the
+    batches it builds (``computed``) and how many are real tokens (``real``)."""
+    from transformers import DataCollatorForSeq2Seq
+
+    class Counting(DataCollatorForSeq2Seq):
+        real = computed = 0
+
+        def __call__(self, features, return_tensors=None):
+            out = super().__call__(features, return_tensors)
+            self.real += int(out["attention_mask"].sum())
+            self.computed += out["attention_mask"].numel()
+            return out
+
+    return Counting(tok, padding=True, label_pad_token_id=-100)
+
+
+def nonpad_shares(lengths: list[int], batch: int, micro_batches: int) -> dict:
+    """Share of the computed positions that are real tokens, over consecutive batches of
+    rows of ``lengths``: ``padded``, each step's rows sorted by length into
+    ``micro_batches`` micro-batches each as wide as its longest row (tasktune's loop
+    with ``train.packing=false``); ``packed``, rows end to end (``train.packing=true``:
+    nothing padded); ``hf``, each batch as wide as its longest row (the collator above).
+
+    Example:
+        >>> nonpad_shares([2, 4, 2, 4], batch=4, micro_batches=2)
+        {'padded': 1.0, 'packed': 1.0, 'hf': 0.75}
+    """
+    real = sum(lengths[: len(lengths) // batch * batch])
+    padded = hf = 0
+    micro = batch // micro_batches
+    for i in range(0, len(lengths) - batch + 1, batch):
+        rows = lengths[i : i + batch]
+        hf += batch * max(rows)
+        rows = sorted(rows)
+        padded += sum(micro * max(rows[j : j + micro]) for j in range(0, batch, micro))
+    return {"padded": real / padded, "packed": 1.0, "hf": real / hf}
 
 
 def side_hf(steps: int, warmup: int, same_tokens: bool) -> dict:
-    from transformers import DataCollatorForSeq2Seq, Trainer, TrainerCallback, TrainingArguments
+    from transformers import Trainer, TrainerCallback, TrainingArguments
 
     cfg, data, loaded = _setup()
     tok = loaded.tokenizer
@@ -186,11 +226,11 @@ def side_hf(steps: int, warmup: int, same_tokens: bool) -> dict:
             self.marks.append(("end", time.perf_counter()))
 
     clock = Clock()
+    collator = _counting_collator(tok)
     args = TrainingArguments(output_dir="/tmp/tasktune-bench-hf", per_device_train_batch_size=batch, learning_rate=cfg.train.lr,
                              max_steps=warmup + steps, report_to=[], save_strategy="no", logging_strategy="no",
                              lr_scheduler_type="constant", disable_tqdm=True, dataloader_drop_last=True, seed=0)
-    trainer = Trainer(model=model, args=args, train_dataset=features, callbacks=[clock],
-                      data_collator=DataCollatorForSeq2Seq(tok, padding=True, label_pad_token_id=-100))
+    trainer = Trainer(model=model, args=args, train_dataset=features, callbacks=[clock], data_collator=collator)
     trainer.train()
     begins = [t for k, t in clock.marks if k == "begin"]
     ends = [t for k, t in clock.marks if k == "end"]
@@ -199,7 +239,8 @@ def side_hf(steps: int, warmup: int, same_tokens: bool) -> dict:
     # `batch` rows, on average the mean row length.
     per_row = statistics.mean(len(f["input_ids"]) for f in features)
     return {"examples_per_second": batch * len(times) / sum(times), "tokens_per_second": batch * per_row * len(times) / sum(times),
-            "peak_rss_mib": _peak_rss_mib(), "tokens_per_row": per_row, "gradient_checkpointing": args.gradient_checkpointing}
+            "peak_rss_mib": _peak_rss_mib(), "tokens_per_row": per_row, "gradient_checkpointing": args.gradient_checkpointing,
+            "nonpad_share": collator.real / collator.computed}
 
 
 def side_generate(which: str, n: int = 64, max_new_tokens: int = 8) -> dict:
@@ -343,40 +384,70 @@ def _run(side: str, args) -> dict:
     return result
 
 
+def _to_level(run: dict, key: str) -> float:
+    """A run's seconds to a level; its whole training time where it never got there."""
+    return run[key] if run[key] is not None else run["seconds_trained"]
+
+
 def _target_ratio(runs: dict, key: str, name: str) -> dict:
-    """``{name}_speedup``: the baseline's seconds to a level over tasktune's (``key`` in
-    each side's figures); when one side never reached it, its training time so far makes
-    the ratio a bound, and ``{name}_bound`` says which (``at_least`` or ``at_most``)."""
+    """``{name}_speedup``: the median over the baseline's runs of its seconds to a level
+    (``key`` in each run's figures) over tasktune's median; ``{name}_spread``: the
+    smallest and largest ratio of one round's runs (round i's baseline over round i's
+    tasktune). A run that never reached the level counts its whole training time, which
+    makes the ratio a bound: ``{name}_bound`` says ``exact``, ``at_least`` or ``at_most``."""
     if "target_tasktune" not in runs:
         return {f"{name}_speedup": None, f"{name}_bound": "not measured"}
-    t, h = runs["target_tasktune"][0], runs["target_hf"][0]
-    if t[key] is None and h[key] is None:
+    t, h = runs["target_tasktune"], runs["target_hf"]
+    t_reached, h_reached = all(r[key] is not None for r in t), all(r[key] is not None for r in h)
+    if not any(r[key] is not None for r in t + h):
         return {f"{name}_speedup": None, f"{name}_bound": "neither side reached it"}
-    ratio = (h[key] or h["seconds_trained"]) / (t[key] or t["seconds_trained"])
-    bound = "exact" if t[key] and h[key] else "at_least" if t[key] else "at_most"
-    return {f"{name}_speedup": ratio, f"{name}_bound": bound}
+    ratio = statistics.median(_to_level(r, key) for r in h) / statistics.median(_to_level(r, key) for r in t)
+    rounds = [_to_level(b, key) / _to_level(a, key) for a, b in zip(t, h)]
+    bound = "exact" if t_reached and h_reached else "at_least" if t_reached else "at_most" if h_reached else "unknown"
+    return {f"{name}_speedup": ratio, f"{name}_spread": [min(rounds), max(rounds)], f"{name}_bound": bound}
 
 
 def _target_rows(runs: dict, ratios: dict) -> str:
     if "target_tasktune" not in runs:
         return "| time to 95% exact match | not measured (--no-target) | | |"
 
-    def cell(side: dict, key: str) -> str:
-        if side[key] is None:
-            return f"not reached in {side['steps_trained']} steps ({side['seconds_trained'] / 60:.1f} min)"
-        return f"{side[key] / 60:.1f} min"
+    def cell(side: list[dict], key: str) -> str:
+        times = [f"{r[key] / 60:.1f}" if r[key] is not None else f"not reached ({r['seconds_trained'] / 60:.1f})" for r in side]
+        return f"{statistics.median(_to_level(r, key) for r in side) / 60:.1f} min (runs: {', '.join(times)})"
 
     rows = []
     for level, key, name in ((TARGET, "seconds_to_target", "time_to_target"), (EASIER, "seconds_to_80", "time_to_80")):
         r = ratios[f"{name}_speedup"]
         mark = {"exact": "", "at_least": ">= ", "at_most": "<= "}.get(ratios[f"{name}_bound"], "")
-        text = f"{mark}{r:.2f}x" if r is not None else ratios[f"{name}_bound"]
-        rows.append(f"| time to {level:.0%} exact match (training) | {cell(runs['target_tasktune'][0], key)} | "
-                    f"{cell(runs['target_hf'][0], key)} | {text} |")
+        text = ratios[f"{name}_bound"]
+        if r is not None:
+            lo, hi = ratios[f"{name}_spread"]
+            text = f"{mark}{r:.2f}x (rounds {lo:.2f}-{hi:.2f}x)"
+        rows.append(f"| time to {level:.0%} exact match (training, median of {len(runs['target_tasktune'])}) | "
+                    f"{cell(runs['target_tasktune'], key)} | {cell(runs['target_hf'], key)} | {text} |")
     for side in ("target_tasktune", "target_hf"):
-        trail = " / ".join(f"{e['exact_match']:.1%} at {e['step']} ({e['seconds'] / 60:.1f} min)" for e in runs[side][0]["evals"])
-        rows.append(f"| {side[7:]} held-out exact match by step | {trail} | | |")
+        for i, run in enumerate(runs[side]):
+            trail = " / ".join(f"{e['exact_match']:.1%} at {e['step']} ({e['seconds'] / 60:.1f} min)" for e in run["evals"])
+            rows.append(f"| {side[7:]} run {i + 1}, held-out exact match by step | {trail} | | |")
     return "\n".join(rows)
+
+
+def _nonpad_table(n: int = 512) -> dict:
+    """:func:`nonpad_shares` at batch sizes 4 to 32 on the first ``n`` training rows of
+    the demo and of the worked * and / task, as tasktune encodes them."""
+    from tasktune.config import load_config
+    from tasktune.data import build_datasets
+    from tasktune.encoding import ChatEncoder
+    from tasktune.model import load_tokenizer, resolve_model
+
+    table = {}
+    for name in ("arith_lora", "arith_muldiv_lora"):
+        cfg = load_config(ROOT / "configs" / f"{name}.yaml")
+        data = build_datasets(cfg.data, 10, cfg.eval.seed, cfg.seed)
+        encoder = ChatEncoder(load_tokenizer(resolve_model(cfg.model)), cfg.encoding.template, cfg.encoding.system_prompt)
+        lengths = [len(encoder.encode(ex, cfg.encoding.max_length).input_ids) for ex in islice(data.train, n)]
+        table[name] = {b: nonpad_shares(lengths, b, 2) for b in (4, 8, 16, 32)}
+    return table
 
 
 def _gemm_peak() -> float:
@@ -401,6 +472,8 @@ def main() -> int:
     parser.add_argument("--target-every", type=int, default=None,
                         help="steps between evaluations in the time-to-target runs (default: a fifth of the schedule)")
     parser.add_argument("--target-steps", type=int, default=None, help="the schedule's length in those runs (default: the demo's)")
+    parser.add_argument("--target-rounds", type=int, default=3,
+                        help="time-to-target runs of each side, alternating (hf first in odd rounds)")
     parser.add_argument("--no-target", action="store_true", help="skip the time-to-target runs (the demo's schedule on both sides)")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -421,9 +494,12 @@ def main() -> int:
         for side in (["gen_tasktune", "gen_hf"] if r % 2 == 0 else ["gen_hf", "gen_tasktune"]):
             runs[side].append(_run(side, args))
     if not args.no_target:
-        print("time to target: target_hf target_tasktune", flush=True)
-        for side in ("target_hf", "target_tasktune"):
-            runs[side] = [_run(side, args)]
+        runs["target_tasktune"], runs["target_hf"] = [], []
+        for r in range(args.target_rounds):
+            order = ["target_hf", "target_tasktune"] if r % 2 == 0 else ["target_tasktune", "target_hf"]
+            print(f"time to target, round {r + 1}: {' '.join(order)}", flush=True)
+            for side in order:
+                runs[side].append(_run(side, args))
     mean = {s: {k: statistics.mean(r[k] for r in rs) for k in rs[0] if isinstance(rs[0][k], (int, float))} for s, rs in runs.items()
             if not s.startswith("target_")}
     peak = _gemm_peak()
@@ -439,6 +515,8 @@ def main() -> int:
     }
     ratios.update(_target_ratio(runs, "seconds_to_target", "time_to_target"))
     ratios.update(_target_ratio(runs, "seconds_to_80", "time_to_80"))
+    ratios["peak_share"] = achieved / peak
+    shares = _nonpad_table()
     result = {
         "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}",
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -447,20 +525,34 @@ def main() -> int:
                      "timed_steps": args.steps, "warmup_steps": args.warmup, "rounds": args.rounds},
         "runs": runs, "mean": mean, "ratios": ratios,
         "gemm_peak_gflops": peak / 1e9, "tasktune_train_gflops_estimate": achieved / 1e9,
+        "nonpad_share_by_batch": shares,
     }
     out = ROOT / "bench" / "results" / "latest.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1) + "\n")
-    print("\n| figure | tasktune | HF Trainer + PEFT | ratio |\n| --- | --- | --- | --- |")
+    print("\n| figure | tasktune | HF Trainer + PEFT | ratio | goal |\n| --- | --- | --- | --- | --- |")
     t, h, hs = mean["tasktune"], mean["hf"], mean["hf_same"]
-    print(f"| training examples/s, each at its defaults | {t['examples_per_second']:.2f} | {h['examples_per_second']:.2f} | {ratios['train_speedup']:.2f}x |")
-    print(f"| training examples/s, identical token streams | {t['examples_per_second']:.2f} | {hs['examples_per_second']:.2f} | {ratios['train_speedup_same_tokens']:.2f}x |")
-    print(f"| non-pad tokens/s (defaults) | {t['tokens_per_second']:.0f} | {h['tokens_per_second']:.0f} | {t['tokens_per_second'] / h['tokens_per_second']:.2f}x |")
-    print(f"| tokens per row (defaults) | {t['tokens_per_row']:.1f} | {h['tokens_per_row']:.1f} | |")
-    print(f"| peak RSS MiB (defaults) | {t['peak_rss_mib']:.0f} | {h['peak_rss_mib']:.0f} | {t['peak_rss_mib'] / h['peak_rss_mib']:.2f}x |")
-    print(f"| generation new tokens/s | {mean['gen_tasktune']['new_tokens_per_second']:.1f} | {mean['gen_hf']['new_tokens_per_second']:.1f} | {ratios['generate_speedup']:.2f}x |")
+    gen_t, gen_h = mean["gen_tasktune"]["new_tokens_per_second"], mean["gen_hf"]["new_tokens_per_second"]
+    print(f"| training examples/s, each at its defaults | {t['examples_per_second']:.2f} | {h['examples_per_second']:.2f} | "
+          f"{ratios['train_speedup']:.2f}x | 3x |")
+    print(f"| training examples/s, identical rows | {t['examples_per_second']:.2f} | {hs['examples_per_second']:.2f} | "
+          f"{ratios['train_speedup_same_tokens']:.2f}x | 2x |")
+    print(f"| non-pad tokens/s (defaults) | {t['tokens_per_second']:.0f} | {h['tokens_per_second']:.0f} | "
+          f"{t['tokens_per_second'] / h['tokens_per_second']:.2f}x | |")
+    print(f"| non-pad share of the computed positions (defaults) | {t['nonpad_share']:.1%} | {h['nonpad_share']:.1%} | | 95% |")
+    print(f"| tokens per row (defaults) | {t['tokens_per_row']:.1f} | {h['tokens_per_row']:.1f} | | |")
+    print(f"| peak RSS MiB (defaults) | {t['peak_rss_mib']:.0f} | {h['peak_rss_mib']:.0f} | {t['peak_rss_mib'] / h['peak_rss_mib']:.2f}x | |")
+    print(f"| generation new tokens/s | {gen_t:.1f} | {gen_h:.1f} | {ratios['generate_speedup']:.2f}x | 3x |")
+    print(f"| training FLOP/s, share of the fp32 GEMM peak | {ratios['peak_share']:.0%} | | | 70% |")
     print(_target_rows(runs, ratios))
-    print(f"\nfp32 GEMM peak {peak / 1e9:.0f} GFLOP/s; tasktune training ~{achieved / 1e9:.0f} GFLOP/s (4 x {n_body / 1e6:.0f}M x tokens/s)")
+    print(f"\nfp32 GEMM peak {peak / 1e9:.0f} GFLOP/s; tasktune training ~{achieved / 1e9:.0f} GFLOP/s "
+          f"(4 x {n_body / 1e6:.0f}M non-embedding weights x non-pad tokens/s)")
+    print("\nnon-pad share of the computed positions by batch size (consecutive batches of 512 training rows; "
+          "tasktune in 2 length-sorted micro-batches):\n| rows | batch | tasktune padded | tasktune packed | HF collator |\n"
+          "| --- | --- | --- | --- | --- |")
+    for name, by_batch in shares.items():
+        for batch, share in by_batch.items():
+            print(f"| {name} | {batch} | {share['padded']:.1%} | {share['packed']:.1%} | {share['hf']:.1%} |")
     print(f"wrote {out.relative_to(ROOT)}")
     return 0
 
