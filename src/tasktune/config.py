@@ -355,7 +355,9 @@ class RunConfig:
     quantization), for inference and for lora/prefix training on top (QLoRA). CPU: int8
     weight-only (torchao) for eval, predict and chat; int4 and training need CUDA."""
     trust_remote_code: bool = False
-    """Run Python code shipped with the model (off unless you trust the source)."""
+    """Run Python code shipped with the model (off unless you trust the source). A run
+    folder that sets it is used by eval, predict, chat, serve and export only with
+    --trust-remote-code on their command line."""
     seed: int = 0
     """Seed of weights init, data order and training problems."""
     data: DataConfig = field(default_factory=DataConfig)
@@ -452,6 +454,28 @@ def _build(cls: type, raw: dict[str, Any], prefix: str, problems: list[str]) -> 
             continue
         kwargs[key] = _coerce(value, hints[key], prefix + key, problems)
     return cls(**kwargs) if not problems else None
+
+
+FILE_KEYS = ("data.file.path", "data.file.eval_path")
+"""Settings that name a file: a relative one is read from the config file's folder (from
+the current folder when given as an override) and stored absolute, so a run's saved
+config.yaml finds its data from wherever `tasktune eval --run` is called."""
+
+
+def _anchored(value: Any, base: Path) -> Any:
+    if isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
+        return str((base / value).resolve())
+    return value
+
+
+def _anchor_files(tree: dict[str, Any], base: Path) -> None:
+    for dotted in FILE_KEYS:
+        *parents, leaf = dotted.split(".")
+        node = tree
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict) and leaf in node:
+            node[leaf] = _anchored(node[leaf], base)
 
 
 def _set_path(tree: dict[str, Any], dotted: str, value: Any) -> None:
@@ -557,13 +581,21 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(source, ["the top level must be a mapping of keys to values"])
         raw = loaded or {}
+        _anchor_files(raw, p.resolve().parent)
     problems: list[str] = []
     for item in overrides or []:
         key, sep, text = item.partition("=")
         if not sep or not key:
             problems.append(f"override {item!r}: expected key=value, e.g. train.max_steps=100")
             continue
-        _set_path(raw, key.strip(), yaml.safe_load(text) if text.strip() else "")
+        try:
+            value = yaml.safe_load(text) if text.strip() else ""
+        except yaml.YAMLError as exc:
+            reason = str(getattr(exc, "problem", None) or exc).strip()
+            problems.append(f"override {item!r}: the value {text!r} is not valid YAML ({reason}); quote a string "
+                            f"(e.g. {key.strip()}='\"{text}\"') or write a list as [a, b]")
+            continue
+        _set_path(raw, key.strip(), _anchored(value, Path.cwd()) if key.strip() in FILE_KEYS else value)
     if problems:
         raise ConfigError(source, problems)
     cfg = _build(RunConfig, raw, "", problems)

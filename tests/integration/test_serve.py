@@ -169,7 +169,7 @@ def test_sampling_is_opt_in_and_seeded(client):
     assert len(seeded) == 1  # the same seed, the same answer
 
 
-def test_serve_command_binds_loopback_and_needs_a_run_or_model():
+def test_serve_command_needs_a_run_or_model():
     result = subprocess.run([TASKTUNE, "serve"], capture_output=True, text=True, timeout=60)
     assert result.returncode != 0 and "--run" in result.stderr
 
@@ -201,3 +201,67 @@ def test_a_stream_of_answers_learned_in_another_form_gets_them_whole_as_people_r
     assert len(pieces["run_a"][0]) > 1 and len(set(raw)) > 1  # several pieces, not a palindrome-prone answer
     got, final = pieces["run_a_reversed"]
     assert got == [raw[::-1]] == [final.text]
+
+
+def _answer_and_stop(client) -> tuple[str, str, str]:
+    """A greedy answer with a stop string inside it, and the answer cut before it."""
+    full = _ask(client, "run_a", "56-78=", max_tokens=12)
+    k = next(i for i in range(1, len(full) - 1) if full.find(full[i : i + 2]) == i)  # first occurrence at i
+    assert len(set(full)) > 2, full  # distinct characters: the cut shows
+    return full, full[k : k + 2], full[:k]
+
+
+def test_stop_ends_the_answer_before_the_stop_string(client):
+    full, stop, cut = _answer_and_stop(client)
+    out = client.chat.completions.create(model="run_a", messages=[{"role": "user", "content": "56-78="}], max_tokens=12,
+                                         stop=[stop, "never-in-an-answer"])
+    assert out.choices[0].message.content == cut.strip() != full
+    assert out.choices[0].finish_reason == "stop"
+    stream = client.chat.completions.create(model="run_a", messages=[{"role": "user", "content": "56-78="}], max_tokens=12,
+                                            stop=stop, stream=True)
+    chunks = [c for c in stream if c.choices]
+    assert "".join(c.choices[0].delta.content or "" for c in chunks).strip() == cut.strip()
+    assert [c.choices[0].finish_reason for c in chunks if c.choices[0].finish_reason] == ["stop"]
+
+
+def test_n_answers_greedy_alike_sampled_each_seeded(client):
+    out = client.chat.completions.create(model="run_a", messages=[{"role": "user", "content": "9+9="}], max_tokens=8, n=3)
+    assert [c.index for c in out.choices] == [0, 1, 2]
+    assert len({c.message.content for c in out.choices}) == 1 == len({_ask(client, "run_a", "9+9=", max_tokens=8)} |
+                                                                       {out.choices[0].message.content})
+
+    def sampled():
+        return [c.message.content for c in client.chat.completions.create(
+            model="run_a", messages=[{"role": "user", "content": "9+9="}], max_tokens=8, n=4, temperature=1.5, seed=3).choices]
+
+    first = sampled()
+    assert first == sampled() and len(set(first)) > 1  # the same request, the same choices; choices differ
+    stream = client.chat.completions.create(model="run_a", messages=[{"role": "user", "content": "9+9="}], max_tokens=8,
+                                            n=4, temperature=1.5, seed=3, stream=True)
+    texts = ["", "", "", ""]
+    for c in stream:
+        for choice in c.choices:
+            texts[choice.index] += choice.delta.content or ""
+    assert [t.strip() for t in texts] == first
+
+
+@pytest.mark.parametrize("param,value", [
+    ("logprobs", True), ("frequency_penalty", 0.5), ("presence_penalty", 1.0), ("logit_bias", {"15": 5}),
+    ("response_format", {"type": "json_object"}), ("tools", [{"type": "function", "function": {"name": "f"}}]),
+])
+def test_a_parameter_that_would_change_the_answer_and_is_not_supported_gets_a_400(client, param, value):
+    with pytest.raises(openai.BadRequestError) as info:
+        _ask(client, "run_a", "1+1=", max_tokens=4, **{param: value})
+    assert info.value.body["param"] == param and "not supported" in info.value.body["message"]
+
+
+def test_neutral_values_of_unsupported_parameters_are_accepted(client):
+    plain = _ask(client, "run_a", "1+1=", max_tokens=4)
+    assert _ask(client, "run_a", "1+1=", max_tokens=4, logprobs=False, frequency_penalty=0, presence_penalty=0) == plain
+
+
+@pytest.mark.parametrize("stop", [["a", "b", "c", "d", "e"], [""], [3]])
+def test_bad_stop_gets_a_400(client, stop):
+    with pytest.raises(openai.BadRequestError) as info:
+        _ask(client, "run_a", "1+1=", max_tokens=4, stop=stop)
+    assert info.value.body["param"] == "stop"

@@ -6,6 +6,7 @@ import dataclasses
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tasktune.config import ConfigError, RunConfig, TrainConfig, config_to_dict, field_docs, load_config
 
@@ -141,3 +142,32 @@ def test_shipped_configs_exist():
 def test_every_shipped_config_loads(path):
     cfg = load_config(path)
     assert isinstance(cfg, RunConfig)
+
+
+def test_a_relative_data_file_is_read_from_the_config_files_folder_and_stored_absolute(tmp_path, monkeypatch):
+    folder = tmp_path / "configs"
+    folder.mkdir()
+    path = folder / "run.yaml"
+    path.write_text("data: {task: file, file: {path: rows.json, eval_path: ../held/out.json}}\n", encoding="utf-8")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    cfg = load_config(path)
+    assert cfg.data.file.path == str(folder / "rows.json")
+    assert cfg.data.file.eval_path == str(tmp_path / "held" / "out.json")
+    # The run's saved config names the same files from any folder.
+    again = load_config(_write(tmp_path / "elsewhere", yaml.safe_dump(config_to_dict(cfg))))
+    assert again.data.file == cfg.data.file
+    # An override is typed in the shell: relative to the current folder; absolute stays.
+    assert load_config(path, ["data.file.path=mine.json"]).data.file.path == str(elsewhere / "mine.json")
+    assert load_config(path, [f"data.file.path={tmp_path / 'abs.json'}"]).data.file.path == str(tmp_path / "abs.json")
+
+
+def test_the_shipped_data_configs_find_the_shared_data_from_any_folder(tmp_path, monkeypatch):
+    from conftest import SHARED_DATA
+
+    monkeypatch.chdir(tmp_path)
+    root = Path(__file__).resolve().parents[2]
+    for name, file in (("gsm8k_lora", "gsm8k/test.jsonl"), ("math23k_lora", "math23k/trainset.sample.json"),
+                       ("alpaca_zh_lora", "alpaca_zh/sample.json")):
+        assert load_config(root / "configs" / f"{name}.yaml").data.file.path == str((SHARED_DATA / file).resolve())

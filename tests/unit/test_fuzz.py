@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from tasktune.config import ConfigError, RunConfig, load_config
@@ -131,6 +131,21 @@ def test_configs(tmp_path, sections, extra):
 @FUZZ
 @given(overrides=st.lists(st.text(max_size=30), max_size=3))
 def test_config_overrides(tmp_path, overrides):
+    path = tmp_path / "cfg.yaml"
+    path.write_text("train: {max_steps: 5}\n", encoding="utf-8")
+    _check_config(path, overrides)
+
+
+# Values made of YAML's own punctuation: most are broken YAML ("[", "{a", "*x", "'").
+yaml_values = st.text(alphabet="[]{}:,'\"&*!|>%@`-# ab1", max_size=10)
+
+
+@FUZZ
+@example(overrides=["train.lr=["])
+@example(overrides=["train.lr={", "data.file.path='open"])
+@given(overrides=st.lists(st.tuples(st.sampled_from(["train.lr", "train.max_steps", "data.file.path", "model", "x.y"]),
+                                    yaml_values).map("=".join), max_size=3))
+def test_config_overrides_with_broken_yaml(tmp_path, overrides):
     path = tmp_path / "cfg.yaml"
     path.write_text("train: {max_steps: 5}\n", encoding="utf-8")
     _check_config(path, overrides)

@@ -13,10 +13,10 @@ from tasktune.config import AdapterConfig, FreezeConfig
 __all__ = ["apply", "param_groups", "save", "load", "trained_modules", "TRAINS_BASE", "SAVES_TRAINABLE"]
 
 TRAINS_BASE = True
+"""True: the base's own weights train (so the base cannot be quantized)."""
 SAVES_TRAINABLE = True
 """``save`` writes every trainable tensor under its parameter name (a checkpoint needs no
 second copy of them)."""
-"""True: the base's own weights train (so the base cannot be quantized)."""
 
 METHOD = "freeze"
 # Child names of a decoder block, per part, across the architectures transformers ships

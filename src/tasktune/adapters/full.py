@@ -10,10 +10,10 @@ from tasktune.config import AdapterConfig
 __all__ = ["apply", "param_groups", "save", "load", "TRAINS_BASE", "SAVES_TRAINABLE"]
 
 TRAINS_BASE = True
+"""True: the base's own weights train (so the base cannot be quantized)."""
 SAVES_TRAINABLE = True
 """``save`` writes every trainable tensor under its parameter name (a checkpoint needs no
 second copy of them)."""
-"""True: the base's own weights train (so the base cannot be quantized)."""
 
 METHOD = "full"
 

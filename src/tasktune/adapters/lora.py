@@ -12,10 +12,10 @@ from tasktune.config import AdapterConfig
 __all__ = ["apply", "param_groups", "save", "load", "TRAINS_BASE", "SAVES_TRAINABLE"]
 
 TRAINS_BASE = False
+"""False: the base stays frozen (it may be quantized: QLoRA)."""
 SAVES_TRAINABLE = False
 """``save`` writes another form than the trainable tensors by parameter name (a checkpoint
 keeps those too)."""
-"""False: the base stays frozen (it may be quantized: QLoRA)."""
 
 
 def apply(model, cfg: AdapterConfig):

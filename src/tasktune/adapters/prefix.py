@@ -29,19 +29,17 @@ from pathlib import Path
 
 import torch
 
-from tasktune.adapters.weights import trainable_groups
+from tasktune.adapters.weights import CONFIG_NAME, WEIGHTS_NAME, trainable_groups
 from tasktune.config import AdapterConfig
 
 __all__ = ["apply", "param_groups", "save", "load", "PrefixEncoder", "TRAINS_BASE", "SAVES_TRAINABLE"]
 
 TRAINS_BASE = False
+"""False: the base stays frozen (it may be quantized: QLoRA)."""
 SAVES_TRAINABLE = False
 """``save`` writes another form than the trainable tensors by parameter name (a checkpoint
 keeps those too)."""
-"""False: the base stays frozen (it may be quantized: QLoRA)."""
 
-WEIGHTS_NAME = "adapter_model.safetensors"
-CONFIG_NAME = "adapter_config.json"
 
 
 def _shape(config) -> tuple[int, int, int]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import ipaddress
 import os
 import sys
 import typing
@@ -24,6 +25,20 @@ def _columns(items: list[str]) -> dict[str, str]:
     return out
 
 
+def _trust_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--trust-remote-code", action="store_true",
+                   help="allow a run folder whose config sets trust_remote_code (runs Python code shipped with its model)")
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: only `localhost` is known to stay on this machine
+        return False
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tasktune", description="Teach a chat LLM one task, and prove it learned it.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -39,12 +54,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="the base model and one or more runs side by side on the first run's held-out set")
     p.add_argument("--run", required=True, action="append", help="run folder written by `tasktune train`; repeat to compare runs")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. eval.max_examples=500")
+    _trust_flag(p)
 
     p = sub.add_parser("predict", help="answer every prompt of a JSONL file with a run's model")
     p.add_argument("--run", required=True, help="run folder")
     p.add_argument("--input", required=True, help='JSONL rows {"prompt": ...} or alpaca rows')
     p.add_argument("--output", required=True, help="JSONL: each input row plus prediction and input")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. quantization=int8")
+    _trust_flag(p)
 
     p = sub.add_parser("chat", help="interactive, streaming, multi-turn chat")
     who = p.add_mutually_exclusive_group(required=True)
@@ -52,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     who.add_argument("--model", help="a base model alone (bundled name, folder or .gguf)")
     p.add_argument("--max-new-tokens", type=int, default=None, help="cap per answer (default: the run's, else 256)")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. quantization=int8")
+    _trust_flag(p)
 
     p = sub.add_parser("data", help="check or preview data")
     dsub = p.add_subparsers(dest="data_command", required=True)
@@ -72,11 +90,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--api-key", default=None, help="require `Authorization: Bearer KEY` (default: $TASKTUNE_API_KEY, else none)")
     p.add_argument("--max-tokens", type=int, default=512, help="the largest max_tokens a request may ask for")
+    p.add_argument("--max-queue", type=int, default=64, help="requests that may wait; more are answered 429 (retry later)")
+    p.add_argument("--insecure-no-auth", action="store_true",
+                   help="allow a --host other than loopback without an API key (anyone who reaches the port can use it)")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. quantization=int8")
+    _trust_flag(p)
 
     p = sub.add_parser("export", help="merge a run into its base and save a plain Hugging Face model folder")
     p.add_argument("--run", required=True, help="run folder")
     p.add_argument("--out", required=True, help="new folder: safetensors weights, config, tokenizer with chat template")
+    _trust_flag(p)
 
     m = sub.add_parser("memory", help="the FP16/INT8/INT4 x inference/tuning memory table of a model")
     m.add_argument("--model", default="smollm2-135m", help="bundled name, folder, .gguf, cached hub id, or a config.json")
@@ -105,6 +128,10 @@ def _print_config_help(cls: type = RunConfig, prefix: str = "") -> None:
 def run(args: argparse.Namespace) -> int:
     from tasktune import recipes
 
+    if getattr(args, "trust_remote_code", None) is not None and getattr(args, "run", None):
+        runs = args.run if isinstance(args.run, list) else [args.run]
+        recipes.refuse_remote_code(runs, getattr(args, "overrides", []), args.trust_remote_code)
+
     if args.command == "train":
         recipes.finetune(load_config(args.config, args.overrides), resume=args.resume, overwrite=args.overwrite)
     elif args.command == "eval":
@@ -125,7 +152,11 @@ def run(args: argparse.Namespace) -> int:
         recipes.preview_data(load_config(args.config, args.overrides), args.n)
     elif args.command == "serve":
         key = args.api_key if args.api_key is not None else os.environ.get("TASKTUNE_API_KEY") or None
-        recipes.serve(args.run or [], args.model, args.host, args.port, key, args.max_tokens, args.overrides)
+        if key is None and not _loopback(args.host) and not args.insecure_no_auth:
+            raise ValueError(f"--host {args.host} is reachable from other machines and no API key is set: give --api-key "
+                             "(or $TASKTUNE_API_KEY), or --insecure-no-auth to serve without one")
+        recipes.serve(args.run or [], args.model, args.host, args.port, key, args.max_tokens, args.overrides,
+                      args.max_queue)
     elif args.command == "export":
         out = recipes.export_run(args.run, args.out)
         print(f"exported {args.run} to {out}: load it with transformers' AutoModelForCausalLM.from_pretrained({str(out)!r})")

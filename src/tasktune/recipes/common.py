@@ -20,6 +20,7 @@ __all__ = [
     "Loaded",
     "load_base",
     "run_config",
+    "refuse_remote_code",
     "load_run",
     "max_new_tokens_for",
     "presented",
@@ -74,6 +75,22 @@ def run_config(run_dir: str | Path, overrides: list[str] | None = None) -> RunCo
     if not (d / "config.yaml").is_file():
         raise FileNotFoundError(f"{d}: not a tasktune run folder (config.yaml missing); train one with `tasktune train CONFIG`")
     return load_config(d / "config.yaml", overrides)
+
+
+def refuse_remote_code(run_dirs: list[str | Path], overrides: list[str] | None, allowed: bool) -> None:
+    """Refuse run folders whose config turns ``trust_remote_code`` on, unless ``allowed``
+    (the command line's ``--trust-remote-code``): a run folder may come from anyone, and
+    that setting runs the Python files shipped with its model.
+
+    Raises:
+        ValueError: a run sets it and ``allowed`` is False; names the run and the flag.
+    """
+    if allowed:
+        return
+    for d in run_dirs:
+        if run_config(d, overrides).trust_remote_code:
+            raise ValueError(f"{Path(d) / 'config.yaml'}: trust_remote_code is true, which runs Python code shipped with "
+                             "its model; pass --trust-remote-code if you trust where this run folder came from")
 
 
 def load_run(run_dir: str | Path, overrides: list[str] | None = None) -> Loaded:

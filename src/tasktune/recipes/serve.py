@@ -85,7 +85,9 @@ def load_served(run_dirs: list[str | Path], model: str | None = None, overrides:
 
 
 def serve(run_dirs: list[str], model: str | None = None, host: str = "127.0.0.1", port: int = 8000,
-          api_key: str | None = None, max_tokens_cap: int = 512, overrides: list[str] | None = None) -> None:
-    """Load every run (or a base model alone) and answer OpenAI API requests until Ctrl-C."""
+          api_key: str | None = None, max_tokens_cap: int = 512, overrides: list[str] | None = None,
+          max_queue: int = 64) -> None:
+    """Load every run (or a base model alone) and answer OpenAI API requests until Ctrl-C
+    or SIGTERM; at most ``max_queue`` requests wait, more are answered 429."""
     served = load_served(run_dirs, model, overrides)
-    serve_forever(served, host, port, api_key, max_tokens_cap)
+    serve_forever(served, host, port, api_key, max_tokens_cap, max_queue)

@@ -1,10 +1,14 @@
 """The models a server answers with, and the one worker that runs them.
 
-Requests wait in one queue; the worker takes the oldest and, when it is not streamed,
-batches every queued request for the same model with the same decoding into one
-left-padded ``generate``. A request that fails is answered with its error alone: the
-rest of its batch is retried one by one. Several names may share one PEFT model with
-named adapters (switched per batch; the base answers with the adapters disabled).
+Requests wait in one bounded queue; the worker takes the oldest and, when it is greedy
+and not streamed, batches every queued greedy request for the same model into one
+left-padded ``generate``. Sampled requests run alone, so that a request's seed gives the
+same answer whatever else is queued. A request that fails is answered with its error
+alone: the rest of its batch is retried one by one. A full queue refuses new requests
+(:class:`Busy`); a request that waited past its deadline is answered :class:`Expired`
+and one whose client has gone (``cancelled``) is dropped, both without generating.
+Several names may share one PEFT model with named adapters (switched per batch; the
+base answers with the adapters disabled).
 """
 
 from __future__ import annotations
@@ -21,7 +25,15 @@ from tasktune.data.example import Example
 from tasktune.encoding import ChatEncoder
 from tasktune.generate import Completion, generate_completions, stream_generate
 
-__all__ = ["Served", "Job", "Engine"]
+__all__ = ["Served", "Job", "Engine", "Busy", "Expired"]
+
+
+class Busy(RuntimeError):
+    """The queue is full: the request was not taken (answer 429, retry later)."""
+
+
+class Expired(TimeoutError):
+    """The request waited in the queue past its deadline and was not run."""
 
 
 @dataclass
@@ -81,17 +93,40 @@ class Job:
 class Engine:
     """Owns the models; one thread generates, so requests never interleave on a model."""
 
-    def __init__(self, served: list[Served], max_batch: int = 16):
+    def __init__(self, served: list[Served], max_batch: int = 16, max_queue: int = 64, deadline: float | None = 120.0):
+        """
+        Args:
+            served: The model names clients can ask for.
+            max_batch: Most requests in one ``generate`` call.
+            max_queue: Most requests waiting to start; more are refused with :class:`Busy`.
+            deadline: Seconds a request may wait to start; None: no limit.
+        """
         self.models = {s.name: s for s in served}
         self.max_batch = max_batch
+        self.max_queue = max_queue
+        self.deadline = deadline
         self._queue: queue.Queue[Job | None] = queue.Queue()
         self._held: list[Job] = []  # taken from the queue but not yet run
+        self._submitting = threading.Lock()
         self._thread = threading.Thread(target=self._work, name="tasktune-generate", daemon=True)
         self._thread.start()
 
-    def submit(self, job: Job) -> Job:
-        self._queue.put(job)
-        return job
+    def waiting(self) -> int:
+        """Requests queued and not yet started."""
+        return self._queue.qsize() + len(self._held)
+
+    def submit(self, *jobs: Job) -> Job:
+        """Queue ``jobs`` (all or none); returns the first.
+
+        Raises:
+            Busy: fewer than ``len(jobs)`` places are left in the queue.
+        """
+        with self._submitting:
+            if self.waiting() + len(jobs) > self.max_queue:
+                raise Busy(f"{self.waiting()} requests are waiting (the limit is {self.max_queue})")
+            for job in jobs:
+                self._queue.put(job)
+        return jobs[0]
 
     def close(self) -> None:
         self._queue.put(None)
@@ -100,7 +135,26 @@ class Engine:
     # The worker -----------------------------------------------------------------
 
     def _next(self) -> Job | None:
-        return self._held.pop(0) if self._held else self._queue.get()
+        """The oldest job still worth running: a cancelled one is dropped, one past its
+        deadline answered :class:`Expired`."""
+        while True:
+            job = self._held.pop(0) if self._held else self._queue.get()
+            if job is None or self._runnable(job):
+                return job
+
+    def _runnable(self, job: Job) -> bool:
+        if job.cancelled.is_set():
+            job.error = Expired("the client went away before the request started")
+            job.done.set()
+            job.pieces.put(job.error)
+            return False
+        waited = time.perf_counter() - job.queued_at
+        if self.deadline is not None and waited > self.deadline:
+            job.error = Expired(f"the request waited {waited:.0f} s to start (the limit is {self.deadline:.0f} s)")
+            job.done.set()
+            job.pieces.put(job.error)
+            return False
+        return True
 
     def _batch_for(self, first: Job) -> list[Job]:
         """``first`` and every queued job that can share its generate call."""
@@ -114,9 +168,14 @@ class Engine:
                 break
             self._held.append(job)
         batch, rest = [first], []
+        if first.sampling.do_sample:  # one generator per call: a sampled request runs alone
+            return batch
         for job in self._held:
             same = not job.stream and job.served is first.served and job.sampling == first.sampling
-            (batch if same and len(batch) < self.max_batch else rest).append(job)
+            if same and len(batch) < self.max_batch and self._runnable(job):
+                batch.append(job)
+            elif not job.done.is_set():
+                rest.append(job)
         self._held = rest
         return batch
 

@@ -12,18 +12,39 @@ from __future__ import annotations
 
 import hmac
 import json
+import logging
+import queue
+import select
+import signal
+import socket
+import threading
 import time
 import uuid
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from tasktune.config import GenerateConfig
 from tasktune.data.example import Example
-from tasktune.serve.engine import Engine, Job, Served
+from tasktune.serve.engine import Busy, Engine, Expired, Job, Served
+from tasktune.serve.stops import StopScanner, cut_at_stop
 
 __all__ = ["ApiError", "make_server", "serve_forever", "chat_example"]
 
+log = logging.getLogger("tasktune.serve")
+
 MAX_BODY = 4 * 2**20
+MAX_N = 8
+"""Most answers one request may ask for (``n``)."""
+MAX_STOPS = 4
+"""Most ``stop`` strings, as OpenAI allows."""
+UNSUPPORTED = {
+    "logprobs": (False,), "top_logprobs": (0,), "tools": ([],), "tool_choice": ("none", "auto"), "functions": ([],),
+    "function_call": ("none", "auto"), "response_format": ({"type": "text"},), "frequency_penalty": (0,),
+    "presence_penalty": (0,), "logit_bias": ({},), "best_of": (1,), "echo": (False,), "suffix": ("",),
+}
+"""Parameters that would change the answer and are not implemented, with the values that
+change nothing (sent by some clients as defaults); any other value gets a 400."""
 
 
 class ApiError(Exception):
@@ -74,6 +95,27 @@ def chat_example(messages: Any) -> Example:
     return Example(prompt=turns[-1], response="", system=system, history=history)
 
 
+def refuse_unsupported(body: dict) -> None:
+    """A 400 naming the first parameter in ``body`` that would change the answer in a way
+    this server does not implement (never a silent 200 with an answer that ignored it)."""
+    for key, neutral in UNSUPPORTED.items():
+        if body.get(key) is not None and not any(body[key] == v and type(body[key]) is type(v) for v in neutral):
+            raise ApiError(400, f"{key}={json.dumps(body[key])} is not supported by this server; leave it out", key,
+                           "unsupported_parameter")
+
+
+def stop_strings(body: dict) -> list[str]:
+    """``stop``: one string or a list of up to :data:`MAX_STOPS` non-empty strings."""
+    stop = body.get("stop")
+    if stop is None:
+        return []
+    stops = [stop] if isinstance(stop, str) else stop
+    if not isinstance(stops, list) or not all(isinstance(x, str) and x for x in stops) or len(stops) > MAX_STOPS:
+        raise ApiError(400, f"stop must be a non-empty string or a list of up to {MAX_STOPS} of them, got {json.dumps(stop)}",
+                       "stop")
+    return stops
+
+
 def _number(body: dict, key: str, kind: type, low: float, high: float | None = None) -> Any:
     value = body.get(key)
     if value is None:
@@ -90,19 +132,40 @@ class _Handler(BaseHTTPRequestHandler):
     api_key: str | None
     max_tokens_cap: int
     server_version = "tasktune"
+    timeout = 10.0  # seconds a client may stay silent while sending its request (make_server sets it)
 
-    def log_message(self, format: str, *args) -> None:  # noqa: A002 - quiet; errors still go to the client
+    def log_message(self, format: str, *args) -> None:  # noqa: A002 - one line per request is logged by _handle
         pass
 
     # Plumbing -------------------------------------------------------------------
 
-    def _send_json(self, status: int, payload: dict) -> None:
+    def _send_json(self, status: int, payload: dict, headers: dict[str, str] | None = None) -> None:
         data = json.dumps(payload, ensure_ascii=False).encode("utf-8")
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
         self.end_headers()
         self.wfile.write(data)
+        self._status = status
+
+    def _client_gone(self) -> bool:
+        """Whether the client closed its connection (it sent its whole request, so a
+        readable socket with nothing to read means it has gone)."""
+        try:
+            readable, _, _ = select.select([self.connection], [], [], 0)
+            return bool(readable) and self.connection.recv(1, socket.MSG_PEEK) == b""
+        except OSError:
+            return True
+
+    def _wait(self, job: Job):
+        """``job``'s Completion; None (and the job cancelled) if the client leaves first."""
+        while not job.done.wait(0.25):
+            if self._client_gone():
+                job.cancelled.set()
+                return None
+        return job.wait()
 
     def _authorised(self) -> None:
         if not self.api_key:
@@ -112,13 +175,28 @@ class _Handler(BaseHTTPRequestHandler):
         if not hmac.compare_digest(token.encode(), self.api_key.encode()):
             raise ApiError(401, "invalid or missing API key (send Authorization: Bearer KEY)", code="invalid_api_key")
 
+    def _read(self, n: int) -> bytes:
+        """``n`` bytes of body, within 3 x ``timeout`` seconds in all: a client that sends
+        a byte now and then, each within ``timeout``, still cannot hold a thread."""
+        deadline = time.monotonic() + 3 * self.timeout
+        chunks, left = [], n
+        while left:
+            if time.monotonic() > deadline:
+                raise ApiError(408, f"the request body did not arrive within {3 * self.timeout:.0f} s")
+            chunk = self.rfile.read1(min(left, 1 << 16))
+            if not chunk:
+                raise ApiError(400, f"the body ended after {n - left} of its Content-Length of {n} bytes")
+            chunks.append(chunk)
+            left -= len(chunk)
+        return b"".join(chunks)
+
     def _body(self) -> dict:
         length = self.headers.get("Content-Length")
         if length is None or not length.isdigit():
             raise ApiError(411, "a JSON body with Content-Length is required")
         if int(length) > MAX_BODY:
             raise ApiError(413, f"request body over {MAX_BODY} bytes")
-        raw = self.rfile.read(int(length))
+        raw = self._read(int(length))
         try:
             body = json.loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -128,33 +206,47 @@ class _Handler(BaseHTTPRequestHandler):
         return body
 
     def _handle(self, route) -> None:
+        """Run ``route``; answer its errors in OpenAI's shape; log one line per request
+        (and the traceback of a 500, which the client sees only as a request id)."""
+        self._rid, self._status, self._model, self._tokens = uuid.uuid4().hex[:12], 0, "-", (0, 0)
+        started = time.perf_counter()
         try:
             self._authorised()
             route()
         except ApiError as exc:
-            self._send_json(exc.status, exc.body())
-        except (BrokenPipeError, ConnectionResetError):
-            pass
-        except Exception as exc:  # noqa: BLE001 - one failing request never takes the server down
-            try:
-                self._send_json(500, ApiError(500, f"internal error: {type(exc).__name__}: {exc}", kind="server_error").body())
-            except OSError:
-                pass
+            self._reply_error(exc)
+        except (BrokenPipeError, ConnectionResetError, TimeoutError):
+            self._status = self._status or 499  # the client went away (or stalled) before its answer
+        except Exception:  # noqa: BLE001 - one failing request never takes the server down
+            log.exception("request %s failed", self._rid)
+            self._reply_error(ApiError(500, f"internal error (request id {self._rid}; the server's log has the details)",
+                                       kind="server_error"))
+        log.info("%s %s %s model=%s status=%d prompt_tokens=%d completion_tokens=%d seconds=%.3f", self._rid,
+                 self.command, self.path, self._model, self._status, *self._tokens, time.perf_counter() - started)
+
+    def _reply_error(self, exc: ApiError) -> None:
+        try:
+            if self._status:  # a stream's headers are out: the error goes in the stream
+                self._event({"error": exc.body()["error"]})
+                self._event("[DONE]")
+            else:
+                self._send_json(exc.status, exc.body(), {"Retry-After": "1"} if exc.status in (429, 503) else None)
+                self._status = exc.status
+        except OSError:
+            self._status = self._status or 499
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-        if self.path.rstrip("/") == "/v1/models":
-            self._handle(self._models)
-        else:
-            self._send_json(404, ApiError(404, f"no route GET {self.path}", code="unknown_url").body())
+        self._handle(self._models if self.path.rstrip("/") == "/v1/models" else self._no_route)
 
     def do_POST(self) -> None:  # noqa: N802
         path = self.path.rstrip("/")
-        if path == "/v1/chat/completions":
-            self._handle(lambda: self._complete(chat=True))
-        elif path == "/v1/completions":
-            self._handle(lambda: self._complete(chat=False))
+        if path in ("/v1/chat/completions", "/v1/completions"):
+            self._handle(lambda: self._complete(chat=path == "/v1/chat/completions"))
         else:
-            self._send_json(404, ApiError(404, f"no route POST {self.path}", code="unknown_url").body())
+            self._handle(self._no_route)
+
+    def _no_route(self) -> None:
+        raise ApiError(404, f"no route {self.command} {self.path}", code="unknown_url")
 
     # Routes ---------------------------------------------------------------------
 
@@ -163,7 +255,8 @@ class _Handler(BaseHTTPRequestHandler):
         data = [{"id": name, "object": "model", "created": now, "owned_by": "tasktune"} for name in self.engine.models]
         self._send_json(200, {"object": "list", "data": data})
 
-    def _request(self, body: dict, chat: bool) -> tuple[Served, Job, bool, bool]:
+    def _request(self, body: dict, chat: bool) -> tuple[Served, list[Job], bool, bool, list[str]]:
+        refuse_unsupported(body)
         name = body.get("model")
         if not isinstance(name, str):
             raise ApiError(400, "model is required: one of " + ", ".join(self.engine.models), "model")
@@ -180,7 +273,8 @@ class _Handler(BaseHTTPRequestHandler):
             if not isinstance(prompt, str) or not prompt:
                 raise ApiError(400, "prompt must be a non-empty string (one prompt per request)", "prompt")
             example = Example(prompt=prompt, response="")
-        _number(body, "n", int, 1, 1)  # one answer per request
+        n = _number(body, "n", int, 1, MAX_N) or 1
+        stops = stop_strings(body)
         asked = _number(body, "max_completion_tokens", int, 1) or _number(body, "max_tokens", int, 1)
         if asked is not None and asked > self.max_tokens_cap:
             raise ApiError(400, f"max_tokens={asked} is over this server's cap of {self.max_tokens_cap}", "max_tokens")
@@ -203,71 +297,130 @@ class _Handler(BaseHTTPRequestHandler):
             raise ApiError(400, "stream must be true or false", "stream")
         options = body.get("stream_options") or {}
         usage = bool(isinstance(options, dict) and options.get("include_usage"))
-        return served, Job(served, ids, max_tokens, sampling, stream), stream, usage
+        # n answers: greedy ones are the same answer n times; sampled ones each their own
+        # seed (seed, seed + 1, ...), so a request's choices differ and reproduce.
+        jobs = [Job(served, ids, max_tokens, replace(sampling, seed=sampling.seed + i) if sampling.do_sample else sampling, stream)
+                for i in range(n)]
+        return served, jobs, stream, usage, stops
 
     def _complete(self, chat: bool) -> None:
         body = self._body()
-        served, job, stream, want_usage = self._request(body, chat)
+        served, jobs, stream, want_usage, stops = self._request(body, chat)
+        self._model = served.name
         ident = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex[:24]
         created = int(time.time())
-        prompt_tokens = len(job.ids)
-        self.engine.submit(job)
-        if not stream:
-            done = job.wait()
-            usage = {"prompt_tokens": prompt_tokens, "completion_tokens": done.tokens,
-                     "total_tokens": prompt_tokens + done.tokens}
-            if chat:
-                choice = {"index": 0, "message": {"role": "assistant", "content": done.text},
-                          "finish_reason": done.finish_reason, "logprobs": None}
-                obj = "chat.completion"
-            else:
-                choice = {"index": 0, "text": done.text, "finish_reason": done.finish_reason, "logprobs": None}
-                obj = "text_completion"
-            self._send_json(200, {"id": ident, "object": obj, "created": created, "model": served.name,
-                                  "choices": [choice], "usage": usage})
+        prompt_tokens = len(jobs[0].ids)
+        try:
+            self.engine.submit(*jobs)
+        except Busy as exc:
+            raise ApiError(429, f"the server is busy ({exc}); retry shortly", code="rate_limit_exceeded",
+                           kind="rate_limit_error") from None
+        if stream:
+            self._stream(jobs, served, chat, ident, created, prompt_tokens, want_usage, stops)
             return
-        self._stream(job, served, chat, ident, created, prompt_tokens, want_usage)
+        choices, tokens = [], 0
+        for i, job in enumerate(jobs):
+            try:
+                done = self._wait(job)
+            except Expired as exc:
+                raise ApiError(503, f"the server is overloaded: {exc}; retry shortly", kind="server_error") from None
+            if done is None:  # the client has gone: the rest of its answers are not needed either
+                for other in jobs:
+                    other.cancelled.set()
+                self._status = 499
+                return
+            text, stopped = cut_at_stop(done.text, stops)
+            finish = "stop" if stopped else done.finish_reason
+            tokens += done.tokens
+            if chat:
+                choices.append({"index": i, "message": {"role": "assistant", "content": text}, "finish_reason": finish,
+                                "logprobs": None})
+            else:
+                choices.append({"index": i, "text": text, "finish_reason": finish, "logprobs": None})
+        usage = {"prompt_tokens": prompt_tokens, "completion_tokens": tokens, "total_tokens": prompt_tokens + tokens}
+        self._tokens = (prompt_tokens, tokens)
+        self._send_json(200, {"id": ident, "object": "chat.completion" if chat else "text_completion", "created": created,
+                              "model": served.name, "choices": choices, "usage": usage})
 
     def _event(self, payload: dict | str) -> None:
         data = payload if isinstance(payload, str) else json.dumps(payload, ensure_ascii=False)
         self.wfile.write(f"data: {data}\n\n".encode("utf-8"))
         self.wfile.flush()
 
-    def _stream(self, job: Job, served: Served, chat: bool, ident: str, created: int, prompt_tokens: int, want_usage: bool) -> None:
+    def _stream(self, jobs: list[Job], served: Served, chat: bool, ident: str, created: int, prompt_tokens: int,
+                want_usage: bool, stops: list[str]) -> None:
+        """Each job's pieces as events of its choice index, one job after the other (the
+        engine runs streams in turn); a stop string ends its choice and its generation."""
         obj = "chat.completion.chunk" if chat else "text_completion"
 
-        def chunk(delta: str | None, finish: str | None, first: bool = False) -> dict:
+        def chunk(index: int, delta: str | None, finish: str | None, first: bool = False) -> dict:
             if chat:
                 d = {"role": "assistant", "content": ""} if first else ({"content": delta} if delta is not None else {})
-                choice = {"index": 0, "delta": d, "finish_reason": finish, "logprobs": None}
+                choice = {"index": index, "delta": d, "finish_reason": finish, "logprobs": None}
             else:
-                choice = {"index": 0, "text": delta or "", "finish_reason": finish, "logprobs": None}
+                choice = {"index": index, "text": delta or "", "finish_reason": finish, "logprobs": None}
             return {"id": ident, "object": obj, "created": created, "model": served.name, "choices": [choice]}
 
+        # The first piece before the headers: a request that expired in the queue still
+        # gets its status (503), not a 200 stream with an error inside.
+        while True:
+            try:
+                first = jobs[0].pieces.get(timeout=0.25)
+                break
+            except queue.Empty:
+                if self._client_gone():
+                    for job in jobs:
+                        job.cancelled.set()
+                    self._status = 499
+                    return
+        if isinstance(first, Expired):
+            for job in jobs:
+                job.cancelled.set()
+            raise ApiError(503, f"the server is overloaded: {first}; retry shortly", kind="server_error")
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Cache-Control", "no-cache")
         self.end_headers()
+        self._status = 200
+        tokens = 0
         try:
-            if chat:
-                self._event(chunk(None, None, first=True))
-            while True:
-                piece = job.pieces.get()
-                if isinstance(piece, BaseException):
-                    self._event({"error": ApiError(500, f"generation failed: {piece}", kind="server_error").body()["error"]})
-                    break
-                if not isinstance(piece, str):  # the final Completion
-                    self._event(chunk(None if chat else "", piece.finish_reason))
-                    if want_usage:
-                        usage = {"prompt_tokens": prompt_tokens, "completion_tokens": piece.tokens,
-                                 "total_tokens": prompt_tokens + piece.tokens}
-                        self._event({"id": ident, "object": obj, "created": created, "model": served.name,
-                                     "choices": [], "usage": usage})
-                    break
-                self._event(chunk(piece, None))
+            for index, job in enumerate(jobs):
+                if chat:
+                    self._event(chunk(index, None, None, first=True))
+                scanner = StopScanner(stops)
+                while True:
+                    piece = first if index == 0 and first is not None else job.pieces.get()
+                    first = None
+                    if isinstance(piece, BaseException):
+                        log.error("request %s: generation failed: %r", self._rid, piece)
+                        self._event({"error": ApiError(500, f"generation failed (request id {self._rid})",
+                                                       kind="server_error").body()["error"]})
+                        self._event("[DONE]")
+                        return
+                    if not isinstance(piece, str):  # the final Completion
+                        rest = scanner.flush()
+                        if rest:
+                            self._event(chunk(index, rest, None))
+                        self._event(chunk(index, None if chat else "", "stop" if scanner.stopped else piece.finish_reason))
+                        tokens += piece.tokens
+                        break
+                    if scanner.stopped:  # the rest of a stopped answer: wait for its Completion
+                        continue
+                    text = scanner.feed(piece)
+                    if text:
+                        self._event(chunk(index, text, None))
+                    if scanner.stopped:
+                        job.cancelled.set()  # the answer has ended: the worker stops generating it
+            self._tokens = (prompt_tokens, tokens)
+            if want_usage:
+                usage = {"prompt_tokens": prompt_tokens, "completion_tokens": tokens, "total_tokens": prompt_tokens + tokens}
+                self._event({"id": ident, "object": obj, "created": created, "model": served.name, "choices": [],
+                             "usage": usage})
             self._event("[DONE]")
         except (BrokenPipeError, ConnectionResetError):
-            job.cancelled.set()  # the client left: the worker stops this answer
+            for job in jobs:
+                job.cancelled.set()  # the client left: the worker stops these answers
+            self._status = 499
 
 
 class _Server(ThreadingHTTPServer):
@@ -277,25 +430,38 @@ class _Server(ThreadingHTTPServer):
 
 
 def make_server(engine: Engine, host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None,
-                max_tokens_cap: int = 512) -> ThreadingHTTPServer:
-    """A threaded HTTP server bound to ``host:port`` (port 0: any free port)."""
-    handler = type("Handler", (_Handler,), {"engine": engine, "api_key": api_key, "max_tokens_cap": max_tokens_cap})
+                max_tokens_cap: int = 512, client_timeout: float = 10.0) -> ThreadingHTTPServer:
+    """A threaded HTTP server bound to ``host:port`` (port 0: any free port); a client
+    silent for ``client_timeout`` seconds while sending its request is cut off."""
+    handler = type("Handler", (_Handler,), {"engine": engine, "api_key": api_key, "max_tokens_cap": max_tokens_cap,
+                                            "timeout": client_timeout})
     server = _Server((host, port), handler)
     server.daemon_threads = True
     return server
 
 
 
-def serve_forever(served: list[Served], host: str, port: int, api_key: str | None, max_tokens_cap: int) -> None:
-    """Answer requests for ``served`` until interrupted."""
-    engine = Engine(served)
+def serve_forever(served: list[Served], host: str, port: int, api_key: str | None, max_tokens_cap: int,
+                  max_queue: int = 64) -> None:
+    """Answer requests for ``served`` until Ctrl-C or SIGTERM; then stop taking requests,
+    finish the ones already taken, and say so."""
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    engine = Engine(served, max_queue=max_queue)
     server = make_server(engine, host, port, api_key, max_tokens_cap)
+    server.daemon_threads = False  # server_close() waits for every answer being written
     names = ", ".join(engine.models)
     where = f"http://{server.server_address[0]}:{server.server_address[1]}/v1"
-    print(f"serving {names} at {where} (OpenAI API; {'API key required' if api_key else 'no API key'}); Ctrl-C stops",
-          flush=True)
+    print(f"serving {names} at {where} (OpenAI API; {'API key required' if api_key else 'no API key'}); "
+          "Ctrl-C or SIGTERM stops", flush=True)
+    previous = signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
     try:
         server.serve_forever()
+    except KeyboardInterrupt:
+        pass
     finally:
+        signal.signal(signal.SIGTERM, previous)
+        log.info("stopping: no new requests; finishing %d waiting and any running", engine.waiting())
+        engine.close()  # the worker runs what was queued before it stops
         server.server_close()
-        engine.close()
+        log.info("stopped")
