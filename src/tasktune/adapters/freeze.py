@@ -10,13 +10,15 @@ import torch
 from tasktune.adapters.weights import load_trained, save_trained, trainable_groups
 from tasktune.config import AdapterConfig, FreezeConfig
 
-__all__ = ["apply", "param_groups", "save", "load", "trained_modules", "TRAINS_BASE", "SAVES_TRAINABLE"]
+__all__ = ["apply", "param_groups", "save", "load", "trained_modules", "merged", "load_named", "TRAINS_BASE", "SAVES_TRAINABLE", "SHARES_BASE"]
 
 TRAINS_BASE = True
 """True: the base's own weights train (so the base cannot be quantized)."""
 SAVES_TRAINABLE = True
 """``save`` writes every trainable tensor under its parameter name (a checkpoint needs no
 second copy of them)."""
+SHARES_BASE = False
+"""False: the method changes the base itself: each run gets its own copy of the base."""
 
 METHOD = "freeze"
 # Child names of a decoder block, per part, across the architectures transformers ships
@@ -98,3 +100,18 @@ def save(model, directory: str | Path) -> None:
 def load(model, directory: str | Path):
     """The saved tensors copied onto a freshly loaded base, for inference."""
     return load_trained(model, directory, METHOD)
+
+
+def merged(model):
+    """The model with the method's weights as plain weights: ``model`` itself (the trained
+    weights are the base's own)."""
+    return model
+
+
+def load_named(model, directory: str | Path, name: str):
+    """Not available: the method changes the base itself (``SHARES_BASE`` is False).
+
+    Raises:
+        NotImplementedError: always.
+    """
+    raise NotImplementedError(f"{METHOD} runs do not share a base; load each with load()")

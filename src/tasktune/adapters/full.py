@@ -7,13 +7,15 @@ from pathlib import Path
 from tasktune.adapters.weights import load_trained, save_trained, trainable_groups
 from tasktune.config import AdapterConfig
 
-__all__ = ["apply", "param_groups", "save", "load", "TRAINS_BASE", "SAVES_TRAINABLE"]
+__all__ = ["apply", "param_groups", "save", "load", "merged", "load_named", "TRAINS_BASE", "SAVES_TRAINABLE", "SHARES_BASE"]
 
 TRAINS_BASE = True
 """True: the base's own weights train (so the base cannot be quantized)."""
 SAVES_TRAINABLE = True
 """``save`` writes every trainable tensor under its parameter name (a checkpoint needs no
 second copy of them)."""
+SHARES_BASE = False
+"""False: the method changes the base itself: each run gets its own copy of the base."""
 
 METHOD = "full"
 
@@ -37,3 +39,18 @@ def save(model, directory: str | Path) -> None:
 def load(model, directory: str | Path):
     """The saved weights copied onto a freshly loaded base, for inference."""
     return load_trained(model, directory, METHOD)
+
+
+def merged(model):
+    """The model with the method's weights as plain weights: ``model`` itself (the trained
+    weights are the base's own)."""
+    return model
+
+
+def load_named(model, directory: str | Path, name: str):
+    """Not available: the method changes the base itself (``SHARES_BASE`` is False).
+
+    Raises:
+        NotImplementedError: always.
+    """
+    raise NotImplementedError(f"{METHOD} runs do not share a base; load each with load()")

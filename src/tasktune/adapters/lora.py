@@ -9,13 +9,16 @@ import torch
 from tasktune.adapters.weights import tensor_copies
 from tasktune.config import AdapterConfig
 
-__all__ = ["apply", "param_groups", "save", "load", "TRAINS_BASE", "SAVES_TRAINABLE"]
+__all__ = ["apply", "param_groups", "save", "load", "merged", "load_named", "TRAINS_BASE", "SAVES_TRAINABLE", "SHARES_BASE"]
 
 TRAINS_BASE = False
 """False: the base stays frozen (it may be quantized: QLoRA)."""
 SAVES_TRAINABLE = False
 """``save`` writes another form than the trainable tensors by parameter name (a checkpoint
 keeps those too)."""
+SHARES_BASE = True
+"""True: several runs of this method on one base are served from one copy of the base
+(``load_named`` adds each under its name)."""
 
 
 def apply(model, cfg: AdapterConfig):
@@ -85,3 +88,19 @@ def load(model, directory: str | Path):
     import peft
 
     return peft.PeftModel.from_pretrained(model, str(directory), is_trainable=False)
+
+
+def merged(model):
+    """The LoRA updates added into the base weights, the PEFT wrapper removed."""
+    return model.merge_and_unload()
+
+
+def load_named(model, directory: str | Path, name: str):
+    """Add the adapter saved in ``directory`` under ``name``, for inference: onto a plain
+    base (returns the PEFT model) or beside the adapters already on a PEFT model."""
+    import peft
+
+    if isinstance(model, peft.PeftModel):
+        model.load_adapter(str(directory), adapter_name=name, is_trainable=False)
+        return model
+    return peft.PeftModel.from_pretrained(model, str(directory), adapter_name=name, is_trainable=False)

@@ -32,13 +32,15 @@ import torch
 from tasktune.adapters.weights import CONFIG_NAME, WEIGHTS_NAME, trainable_groups
 from tasktune.config import AdapterConfig
 
-__all__ = ["apply", "param_groups", "save", "load", "PrefixEncoder", "TRAINS_BASE", "SAVES_TRAINABLE"]
+__all__ = ["apply", "param_groups", "save", "load", "PrefixEncoder", "merged", "load_named", "TRAINS_BASE", "SAVES_TRAINABLE", "SHARES_BASE"]
 
 TRAINS_BASE = False
 """False: the base stays frozen (it may be quantized: QLoRA)."""
 SAVES_TRAINABLE = False
 """``save`` writes another form than the trainable tensors by parameter name (a checkpoint
 keeps those too)."""
+SHARES_BASE = False
+"""False: the method changes the base itself: each run gets its own copy of the base."""
 
 
 
@@ -209,3 +211,22 @@ def load(model, directory: str | Path):
     with torch.no_grad():
         encoder.embedding.weight.copy_(values)
     return _attach(model, encoder.to(next(model.parameters()).dtype))
+
+
+def merged(model):
+    """Not available: the prefix is extra keys and values in every layer, not weights.
+
+    Raises:
+        ValueError: always, with what to do instead.
+    """
+    raise ValueError("a prefix (P-Tuning v2) run cannot be merged into plain weights: its virtual tokens are extra keys "
+                     "and values in every layer. Serve it with `tasktune serve --run` instead, or train lora to export.")
+
+
+def load_named(model, directory: str | Path, name: str):
+    """Not available: the prefix hooks the base itself (``SHARES_BASE`` is False).
+
+    Raises:
+        NotImplementedError: always.
+    """
+    raise NotImplementedError("prefix runs do not share a base; load each with load()")

@@ -1,8 +1,8 @@
 """`tasktune export --run DIR --out DIR2`: the tuned model as a plain Hugging Face folder.
 
-LoRA is merged into the base weights; freeze and full runs already hold their trained
-weights; a prefix (P-Tuning v2) run cannot become plain weights (its virtual tokens are
-extra keys and values in every layer), so it is refused with the reason. The base is
+The run's method folds itself into the base weights (``merged``: LoRA adds its updates;
+freeze and full runs already hold their trained weights); a method that cannot (a prefix
+run's virtual tokens are extra keys and values in every layer) is refused with its reason. The base is
 loaded unquantized in the run's dtype, from its GGUF file when it came from one: the
 weights are then ordinary de-quantized tensors, and the config is rewritten without
 the GGUF reference so that the folder loads on its own.
@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from tasktune.adapters import get_adapter
 from tasktune.config import RunConfig
 from tasktune.encoding.templates import get_template
 from tasktune.model import rebuilt_without_gguf
@@ -54,15 +55,10 @@ def export_run(run_dir: str | Path, out_dir: str | Path) -> Path:
     if out.exists() and any(out.iterdir()):
         raise ValueError(f"{out}: exists and is not empty; give a new folder to export into")
     loaded = load_run(run_dir, ["quantization=none"])
-    method = loaded.cfg.adapter.method
-    if method == "prefix":
-        raise ValueError(
-            f"{run_dir}: a prefix (P-Tuning v2) run cannot be merged into plain weights: its virtual tokens are "
-            "extra keys and values in every layer. Serve it with `tasktune serve --run` instead, or train lora to export."
-        )
-    model = loaded.model
-    if method == "lora":
-        model = model.merge_and_unload()
+    try:
+        model = get_adapter(loaded.cfg.adapter.method).merged(loaded.model)
+    except ValueError as exc:
+        raise ValueError(f"{run_dir}: {exc}") from None
     model = rebuilt_without_gguf(getattr(model, "module", model))
     model.generation_config.eos_token_id = loaded.encoder.stop_id
     model.generation_config.pad_token_id = loaded.tokenizer.pad_token_id if loaded.tokenizer.pad_token_id is not None else loaded.encoder.stop_id

@@ -1,8 +1,9 @@
 """`tasktune serve --run DIR [--run DIR ...]`: load the models, then answer the OpenAI API.
 
 Every run is addressable by its folder name, and the base model by its ``model`` name.
-LoRA runs on the same base share one copy of it in one process (PEFT named adapters);
-other methods change the base's own computation and get their own copy.
+Runs of a method that can share a base (``SHARES_BASE``: LoRA, as PEFT named adapters)
+on the same base share one copy of it in one process; other methods change the base's own
+computation and get their own copy.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
+from tasktune.adapters import get_adapter
 from tasktune.config import RunConfig, load_config
 from tasktune.encoding import ChatEncoder
 from tasktune.recipes.common import Loaded, load_base, load_run, max_new_tokens_for, presented, run_config, shown_differently
@@ -25,8 +27,9 @@ def _served(name: str, loaded: Loaded, adapter: str | None, shared: bool, tokens
                   live=not shown_differently(loaded.cfg))
 
 
-def _lora_key(cfg: RunConfig) -> tuple:
-    return (cfg.model, cfg.quantization, cfg.dtype, cfg.trust_remote_code)
+def _shared_key(cfg: RunConfig) -> tuple:
+    """Runs with the same key are served from one copy of their base (and one method)."""
+    return (cfg.adapter.method, cfg.model, cfg.quantization, cfg.dtype, cfg.trust_remote_code)
 
 
 def load_served(run_dirs: list[str | Path], model: str | None = None, overrides: list[str] | None = None) -> list[Served]:
@@ -41,8 +44,6 @@ def load_served(run_dirs: list[str | Path], model: str | None = None, overrides:
         FileNotFoundError: a folder is not a run.
         ValueError: two runs have the same folder name.
     """
-    import peft
-
     dirs = [Path(d) for d in run_dirs]
     names = [d.name for d in dirs]
     if len(set(names)) != len(names):
@@ -55,18 +56,14 @@ def load_served(run_dirs: list[str | Path], model: str | None = None, overrides:
     cfgs = [run_config(d, overrides) for d in dirs]
     groups: dict[tuple, list[int]] = {}
     for i, cfg in enumerate(cfgs):
-        if cfg.adapter.method == "lora":
-            groups.setdefault(_lora_key(cfg), []).append(i)
+        if get_adapter(cfg.adapter.method).SHARES_BASE:
+            groups.setdefault(_shared_key(cfg), []).append(i)
     for members in groups.values():
         first = cfgs[members[0]]
         base = load_base(first)
-        model = None
+        model = base.model
         for i in members:
-            path = str(dirs[i] / "adapter")
-            if model is None:
-                model = peft.PeftModel.from_pretrained(base.model, path, adapter_name=names[i], is_trainable=False)
-            else:
-                model.load_adapter(path, adapter_name=names[i], is_trainable=False)
+            model = get_adapter(cfgs[i].adapter.method).load_named(model, dirs[i] / "adapter", names[i])
         model.eval()
         for i in members:
             cfg = cfgs[i]
@@ -78,7 +75,7 @@ def load_served(run_dirs: list[str | Path], model: str | None = None, overrides:
             loaded = Loaded(base_cfg, model, base.tokenizer, base.encoder)
             served.append(_served(first.model, loaded, None, True, 256))
     for i, cfg in enumerate(cfgs):
-        if cfg.adapter.method != "lora":
+        if not get_adapter(cfg.adapter.method).SHARES_BASE:
             loaded = load_run(dirs[i], overrides)
             served.append(_served(names[i], loaded, None, False, max_new_tokens_for(cfg, loaded.tokenizer, [])))
     return served
