@@ -418,7 +418,7 @@ def _target_rows(runs: dict, ratios: dict) -> str:
     rows = []
     for level, key, name in ((TARGET, "seconds_to_target", "time_to_target"), (EASIER, "seconds_to_80", "time_to_80")):
         r = ratios[f"{name}_speedup"]
-        mark = {"exact": "", "at_least": ">= ", "at_most": "<= "}.get(ratios[f"{name}_bound"], "")
+        mark = {"exact": "", "at_least": ">= ", "at_most": "<= ", "unknown": "? "}.get(ratios[f"{name}_bound"], "")
         text = ratios[f"{name}_bound"]
         if r is not None:
             lo, hi = ratios[f"{name}_spread"]
@@ -477,6 +477,8 @@ def main() -> int:
     parser.add_argument("--no-target", action="store_true", help="skip the time-to-target runs (the demo's schedule on both sides)")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.target_rounds < 1:
+        parser.error("--target-rounds must be at least 1 (or give --no-target)")
     args.target_steps = args.target_steps or _demo_steps()
     args.target_every = args.target_every or max(1, args.target_steps // 5)
     if args.child:

@@ -463,9 +463,9 @@ config.yaml finds its data from wherever `tasktune eval --run` is called."""
 
 
 def _anchored(value: Any, base: Path) -> Any:
-    if isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
+    if isinstance(value, str) and value and "\0" not in value and not Path(value).expanduser().is_absolute():
         return str((base / value).resolve())
-    return value
+    return value  # not a path string: the type and value checks report it
 
 
 def _anchor_files(tree: dict[str, Any], base: Path) -> None:
@@ -590,7 +590,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             continue
         try:
             value = yaml.safe_load(text) if text.strip() else ""
-        except yaml.YAMLError as exc:
+        except (yaml.YAMLError, ValueError) as exc:  # ValueError: a YAML date or tag that does not parse
             reason = str(getattr(exc, "problem", None) or exc).strip()
             problems.append(f"override {item!r}: the value {text!r} is not valid YAML ({reason}); quote a string "
                             f"(e.g. {key.strip()}='\"{text}\"') or write a list as [a, b]")

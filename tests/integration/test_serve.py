@@ -265,3 +265,13 @@ def test_bad_stop_gets_a_400(client, stop):
     with pytest.raises(openai.BadRequestError) as info:
         _ask(client, "run_a", "1+1=", max_tokens=4, stop=stop)
     assert info.value.body["param"] == "stop"
+
+
+def test_neutral_float_values_are_accepted_too(client):
+    plain = _ask(client, "run_a", "1+1=", max_tokens=4)
+    assert _ask(client, "run_a", "1+1=", max_tokens=4, frequency_penalty=0.0, presence_penalty=0.0) == plain
+
+
+def test_unseeded_sampling_differs_from_request_to_request(client):
+    answers = {_ask(client, "run_a", "9+9=", max_tokens=8, temperature=1.5) for _ in range(4)}
+    assert len(answers) > 1

@@ -83,20 +83,33 @@ def test_a_full_queue_refuses_and_takes_all_or_none(served, gate):
         engine.close()
 
 
-def test_a_request_past_its_deadline_or_whose_client_left_is_not_run(served, gate):
-    engine = Engine([served], deadline=0.05)
+@pytest.mark.parametrize("deadline,case", [(0.05, "late"), (None, "gone")])
+def test_a_request_past_its_deadline_or_whose_client_left_is_not_run(served, gate, deadline, case):
+    engine = Engine([served], deadline=deadline)
     try:
-        late, gone = engine.submit(_job(served, "1+1=")), engine.submit(_job(served, "2+2="))
-        gone.cancelled.set()
+        job, kept = engine.submit(_job(served, "1+1=")), engine.submit(_job(served, "2+2="))
+        if case == "gone":
+            job.cancelled.set()
         time.sleep(0.2)
         gate.set()
-        for job in (late, gone):
-            with pytest.raises(Expired):
-                job.wait()
-            assert job.result is None  # nothing was generated for it
+        with pytest.raises(Expired, match="waited" if case == "late" else "went away"):
+            job.wait()
+        assert job.result is None  # nothing was generated for it
+        if deadline is None:
+            assert kept.wait().text is not None  # the one whose client stayed is answered
     finally:
         gate.set()
         engine.close()
+
+
+def test_a_closed_engine_takes_no_more_jobs_and_finishes_those_it_took(served, gate):
+    engine = Engine([served])
+    taken = engine.submit(_job(served, "1+1="))
+    gate.set()
+    engine.close()
+    assert taken.wait().text is not None
+    with pytest.raises(Expired, match="shutting down"):
+        engine.submit(_job(served, "2+2="))
 
 
 def test_a_sampled_request_gets_its_seeds_answer_whatever_else_is_queued(served, gate):
@@ -239,3 +252,27 @@ def test_sigterm_stops_taking_requests_finishes_and_says_so(tiny_model_dirs):
     assert proc.returncode == 0, err
     assert "stopping: no new requests" in err and "stopped" in err
     assert re.search(r"POST /v1/chat/completions model=\S+ status=200 prompt_tokens=\d+ completion_tokens=\d+", err)
+
+
+def test_a_body_trickling_in_is_cut_off_by_its_deadline(http, served):
+    """Each byte within the 1-second silence limit, the whole past 3 seconds: answered 408."""
+    with socket.create_connection(("127.0.0.1", http["port"]), timeout=30) as s:
+        s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  b"Content-Length: 500\r\n\r\n")
+        started = time.perf_counter()
+        reply = b""
+        while time.perf_counter() - started < 10:
+            try:
+                s.sendall(b" ")
+            except OSError:
+                break
+            s.settimeout(0.5)
+            try:
+                chunk = s.recv(65536)
+            except TimeoutError:
+                continue
+            reply += chunk
+            if not chunk or b"\r\n\r\n" in reply:
+                break
+    assert reply.startswith(b"HTTP/1.0 408"), reply[:80]
+    assert 3 <= time.perf_counter() - started < 10

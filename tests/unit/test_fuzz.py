@@ -143,6 +143,7 @@ yaml_values = st.text(alphabet="[]{}:,'\"&*!|>%@`-# ab1", max_size=10)
 @FUZZ
 @example(overrides=["train.lr=["])
 @example(overrides=["train.lr={", "data.file.path='open"])
+@example(overrides=["seed=2020-13-45", "train.lr=!!int x", "data.file.path=a\0b"])
 @given(overrides=st.lists(st.tuples(st.sampled_from(["train.lr", "train.max_steps", "data.file.path", "model", "x.y"]),
                                     yaml_values).map("=".join), max_size=3))
 def test_config_overrides_with_broken_yaml(tmp_path, overrides):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from tasktune.adapters.weights import load_trained, save_trained, trainable_groups
+from tasktune.adapters.weights import load_trained, merged_as_is, no_named_load, save_trained, trainable_groups
 from tasktune.config import AdapterConfig, FreezeConfig
 
 __all__ = ["apply", "param_groups", "save", "load", "trained_modules", "merged", "load_named", "TRAINS_BASE", "SAVES_TRAINABLE", "SHARES_BASE"]
@@ -102,16 +102,5 @@ def load(model, directory: str | Path):
     return load_trained(model, directory, METHOD)
 
 
-def merged(model):
-    """The model with the method's weights as plain weights: ``model`` itself (the trained
-    weights are the base's own)."""
-    return model
-
-
-def load_named(model, directory: str | Path, name: str):
-    """Not available: the method changes the base itself (``SHARES_BASE`` is False).
-
-    Raises:
-        NotImplementedError: always.
-    """
-    raise NotImplementedError(f"{METHOD} runs do not share a base; load each with load()")
+merged = merged_as_is
+load_named = no_named_load

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["trainable_groups", "tensor_copies", "save_trained", "load_trained", "CONFIG_NAME", "WEIGHTS_NAME"]
+__all__ = ["trainable_groups", "tensor_copies", "save_trained", "load_trained", "merged_as_is", "no_named_load",
+           "CONFIG_NAME", "WEIGHTS_NAME"]
 
 CONFIG_NAME = "adapter_config.json"
 WEIGHTS_NAME = "adapter_model.safetensors"
@@ -69,3 +70,17 @@ def load_trained(model, directory: str | Path, method: str):
             params[name].copy_(value.to(params[name].dtype))
     model.requires_grad_(False)
     return model
+
+
+def merged_as_is(model):
+    """``merged`` of a method whose trained weights are the base's own: ``model`` itself."""
+    return model
+
+
+def no_named_load(model, directory: str | Path, name: str):
+    """``load_named`` of a method that changes the base itself (``SHARES_BASE`` False).
+
+    Raises:
+        NotImplementedError: always: each run is loaded on its own base with ``load``.
+    """
+    raise NotImplementedError("this method changes the base itself: runs do not share one; load each with load()")

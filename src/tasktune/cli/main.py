@@ -151,7 +151,9 @@ def run(args: argparse.Namespace) -> int:
     elif args.command == "data":
         recipes.preview_data(load_config(args.config, args.overrides), args.n)
     elif args.command == "serve":
-        key = args.api_key if args.api_key is not None else os.environ.get("TASKTUNE_API_KEY") or None
+        key = args.api_key or os.environ.get("TASKTUNE_API_KEY") or None  # an empty key is no key
+        if args.max_queue < 1:
+            raise ValueError(f"--max-queue {args.max_queue}: at least 1 request must be able to wait")
         if key is None and not _loopback(args.host) and not args.insecure_no_auth:
             raise ValueError(f"--host {args.host} is reachable from other machines and no API key is set: give --api-key "
                              "(or $TASKTUNE_API_KEY), or --insecure-no-auth to serve without one")

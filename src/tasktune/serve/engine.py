@@ -108,6 +108,7 @@ class Engine:
         self._queue: queue.Queue[Job | None] = queue.Queue()
         self._held: list[Job] = []  # taken from the queue but not yet run
         self._submitting = threading.Lock()
+        self._closed = False
         self._thread = threading.Thread(target=self._work, name="tasktune-generate", daemon=True)
         self._thread.start()
 
@@ -120,8 +121,11 @@ class Engine:
 
         Raises:
             Busy: fewer than ``len(jobs)`` places are left in the queue.
+            Expired: the engine is closing.
         """
         with self._submitting:
+            if self._closed:
+                raise Expired("the server is shutting down")
             if self.waiting() + len(jobs) > self.max_queue:
                 raise Busy(f"{self.waiting()} requests are waiting (the limit is {self.max_queue})")
             for job in jobs:
@@ -129,7 +133,10 @@ class Engine:
         return jobs[0]
 
     def close(self) -> None:
-        self._queue.put(None)
+        """Take no more jobs; the worker finishes those already queued, then stops."""
+        with self._submitting:
+            self._closed = True
+            self._queue.put(None)
         self._thread.join(timeout=30)
 
     # The worker -----------------------------------------------------------------
@@ -189,6 +196,8 @@ class Engine:
                 self._generate(batch)
             except Exception:  # noqa: BLE001 - answer each job with its own outcome
                 for one in batch:
+                    if one.done.is_set():  # answered before the failure
+                        continue
                     try:
                         self._generate([one])
                     except Exception as exc:  # noqa: BLE001

@@ -14,6 +14,7 @@ import hmac
 import json
 import logging
 import queue
+import random
 import select
 import signal
 import socket
@@ -99,8 +100,9 @@ def refuse_unsupported(body: dict) -> None:
     """A 400 naming the first parameter in ``body`` that would change the answer in a way
     this server does not implement (never a silent 200 with an answer that ignored it)."""
     for key, neutral in UNSUPPORTED.items():
-        if body.get(key) is not None and not any(body[key] == v and type(body[key]) is type(v) for v in neutral):
-            raise ApiError(400, f"{key}={json.dumps(body[key])} is not supported by this server; leave it out", key,
+        value = body.get(key)
+        if value is not None and not any(value == v and isinstance(value, bool) == isinstance(v, bool) for v in neutral):
+            raise ApiError(400, f"{key}={json.dumps(value)} is not supported by this server; leave it out", key,
                            "unsupported_parameter")
 
 
@@ -192,7 +194,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _body(self) -> dict:
         length = self.headers.get("Content-Length")
-        if length is None or not length.isdigit():
+        if length is None or not (length.isascii() and length.isdigit()):
             raise ApiError(411, "a JSON body with Content-Length is required")
         if int(length) > MAX_BODY:
             raise ApiError(413, f"request body over {MAX_BODY} bytes")
@@ -215,7 +217,7 @@ class _Handler(BaseHTTPRequestHandler):
             route()
         except ApiError as exc:
             self._reply_error(exc)
-        except (BrokenPipeError, ConnectionResetError, TimeoutError):
+        except OSError:
             self._status = self._status or 499  # the client went away (or stalled) before its answer
         except Exception:  # noqa: BLE001 - one failing request never takes the server down
             log.exception("request %s failed", self._rid)
@@ -291,7 +293,9 @@ class _Handler(BaseHTTPRequestHandler):
         if temperature:
             if top_p == 0:
                 raise ApiError(400, "top_p must be above 0 when sampling", "top_p")
-            sampling = GenerateConfig(do_sample=True, temperature=float(temperature), top_p=float(top_p or 1.0), seed=seed or 0)
+            # No seed: a fresh one, so that unseeded requests (and their n choices) differ.
+            seed = seed if seed is not None else random.randrange(2**31)
+            sampling = GenerateConfig(do_sample=True, temperature=float(temperature), top_p=float(top_p or 1.0), seed=seed)
         stream = body.get("stream", False)
         if not isinstance(stream, bool):
             raise ApiError(400, "stream must be true or false", "stream")
@@ -310,11 +314,23 @@ class _Handler(BaseHTTPRequestHandler):
         ident = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex[:24]
         created = int(time.time())
         prompt_tokens = len(jobs[0].ids)
+        if len(jobs) > self.engine.max_queue:
+            raise ApiError(400, f"n={len(jobs)} is over this server's queue of {self.engine.max_queue}", "n")
         try:
             self.engine.submit(*jobs)
         except Busy as exc:
             raise ApiError(429, f"the server is busy ({exc}); retry shortly", code="rate_limit_exceeded",
                            kind="rate_limit_error") from None
+        except Expired as exc:
+            raise ApiError(503, f"{exc}; retry shortly", kind="server_error") from None
+        try:
+            self._answer(jobs, served, chat, ident, created, prompt_tokens, want_usage, stops, stream)
+        finally:  # however the answer ended (sent, failed, client gone), nothing more is generated for it
+            for job in jobs:
+                job.cancelled.set()
+
+    def _answer(self, jobs: list[Job], served: Served, chat: bool, ident: str, created: int, prompt_tokens: int,
+                want_usage: bool, stops: list[str], stream: bool) -> None:
         if stream:
             self._stream(jobs, served, chat, ident, created, prompt_tokens, want_usage, stops)
             return
@@ -324,9 +340,7 @@ class _Handler(BaseHTTPRequestHandler):
                 done = self._wait(job)
             except Expired as exc:
                 raise ApiError(503, f"the server is overloaded: {exc}; retry shortly", kind="server_error") from None
-            if done is None:  # the client has gone: the rest of its answers are not needed either
-                for other in jobs:
-                    other.cancelled.set()
+            if done is None:  # the client has gone
                 self._status = 499
                 return
             text, stopped = cut_at_stop(done.text, stops)
@@ -387,16 +401,24 @@ class _Handler(BaseHTTPRequestHandler):
             for index, job in enumerate(jobs):
                 if chat:
                     self._event(chunk(index, None, None, first=True))
-                scanner = StopScanner(stops)
+                scanner, begun = StopScanner(stops), False
                 while True:
                     piece = first if index == 0 and first is not None else job.pieces.get()
                     first = None
                     if isinstance(piece, BaseException):
-                        log.error("request %s: generation failed: %r", self._rid, piece)
-                        self._event({"error": ApiError(500, f"generation failed (request id {self._rid})",
-                                                       kind="server_error").body()["error"]})
+                        if isinstance(piece, Expired):
+                            error = ApiError(503, f"the server is overloaded: {piece}", kind="server_error")
+                        else:
+                            log.error("request %s: generation failed: %r", self._rid, piece)
+                            error = ApiError(500, f"generation failed (request id {self._rid})", kind="server_error")
+                        self._event({"error": error.body()["error"]})
                         self._event("[DONE]")
                         return
+                    if isinstance(piece, str) and not begun:  # leading blanks dropped, as in a whole answer
+                        piece = piece.lstrip()
+                        begun = bool(piece)
+                        if not begun:
+                            continue
                     if not isinstance(piece, str):  # the final Completion
                         rest = scanner.flush()
                         if rest:
@@ -417,9 +439,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self._event({"id": ident, "object": obj, "created": created, "model": served.name, "choices": [],
                              "usage": usage})
             self._event("[DONE]")
-        except (BrokenPipeError, ConnectionResetError):
-            for job in jobs:
-                job.cancelled.set()  # the client left: the worker stops these answers
+        except OSError:  # the client left or stalled (the caller cancels the jobs)
             self._status = 499
 
 

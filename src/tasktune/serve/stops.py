@@ -12,14 +12,17 @@ __all__ = ["cut_at_stop", "StopScanner"]
 
 
 def cut_at_stop(text: str, stops: list[str]) -> tuple[str, bool]:
-    """``text`` up to the earliest stop string, and whether one was found.
+    """``text`` up to the stop string that generation completes first (the earliest end;
+    of two ending together, the one that starts first), and whether one was found.
 
     Example:
         >>> cut_at_stop("12+3=15\\nnext", ["\\n", "="])
         ('12+3', True)
+        >>> cut_at_stop("abcd", ["abcd", "c"])  # "c" is complete before "abcd" is
+        ('ab', True)
     """
-    ends = [i for i in (text.find(s) for s in stops) if i >= 0]
-    return (text[: min(ends)], True) if ends else (text, False)
+    hits = [(i + len(s), i) for s in stops if (i := text.find(s)) >= 0]
+    return (text[: min(hits)[1]], True) if hits else (text, False)
 
 
 def _held_back(text: str, stops: list[str]) -> int:

@@ -62,3 +62,16 @@ def test_serving_beyond_loopback_without_a_key_is_refused(tmp_path, capsys, monk
     assert main(["serve", "--run", str(run), "--host", "0.0.0.0"]) == 1
     err = capsys.readouterr().err
     assert "--api-key" in err and "--insecure-no-auth" in err and "Traceback" not in err
+
+
+def test_an_empty_api_key_is_no_key(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("TASKTUNE_API_KEY", "")
+    run = _run_folder(tmp_path / "run", trust=False)
+    assert main(["serve", "--run", str(run), "--host", "0.0.0.0", "--api-key", ""]) == 1
+    assert "--insecure-no-auth" in capsys.readouterr().err
+
+
+def test_a_queue_must_hold_a_request(tmp_path, capsys):
+    run = _run_folder(tmp_path / "run", trust=False)
+    assert main(["serve", "--run", str(run), "--max-queue", "0"]) == 1
+    assert "--max-queue 0" in capsys.readouterr().err
