@@ -231,21 +231,27 @@ def _product_columns(a: int, b: int, chained: bool) -> list[str]:
     return steps
 
 
+def _accumulated(steps: list[str], values: list[int], chained: bool) -> list[str]:
+    """``steps``, each after the first followed by its value added to the values before
+    it by columns (``:2+0=2,...``) and, when more values follow, the new sum marked."""
+    out, total = [], 0
+    for i, (step, value) in enumerate(zip(steps, values)):
+        if i:
+            step += ":" + STEP_SEP.join(_add(total, value, chained))
+            if i < len(values) - 1:
+                step += f"{SO_FAR_MARK}{total + value}"
+        out.append(step)
+        total += value
+    return out
+
+
 def _placed(a: int, digit: int, chained: bool) -> list[str]:
     """Steps of ``a * digit`` with no carry added into a product: each one-digit product
     written whole, then each added in its place by columns (``47*6``:
     ``7*6=42,4*6=24:2+0=2,4+4=8,0+2=2``)."""
     xs = _digits(a, len(str(a)))
-    steps, total = [], 0
-    for place, x in enumerate(xs):
-        steps.append(f"{x}*{digit}={x * digit}")
-        value = x * digit * 10**place
-        if place:  # added to the products before it; a sum more products follow is marked
-            steps[-1] += ":" + STEP_SEP.join(_add(total, value, chained))
-            if place < len(xs) - 1:
-                steps[-1] += f"{SO_FAR_MARK}{total + value}"
-        total += value
-    return steps
+    return _accumulated([f"{x}*{digit}={x * digit}" for x in xs], [x * digit * 10**place for place, x in enumerate(xs)],
+                        chained)
 
 
 def _marked_partials(a: int, b: int, chained: bool, placed: bool = False) -> str:
@@ -258,17 +264,11 @@ def _marked_partials(a: int, b: int, chained: bool, placed: bool = False) -> str
     head = ""
     if len(str(a)) > len(str(b)):
         a, b, head = b, a, f"{b}*{a}:"
-    digits, parts, total = _digits(b, len(str(b))), [], 0
-    for place, digit in enumerate(digits):
-        done = _placed(a, digit, chained) if placed else _times(a, digit, chained)[0]
-        value = a * digit * 10**place
-        parts.append(STEP_SEP.join(done) + f"{SO_FAR_MARK}{value}")
-        if place:  # added to the sum so far; a sum that more partials follow is marked too
-            parts[-1] += ":" + STEP_SEP.join(_add(total, value, chained))
-            if place < len(digits) - 1:
-                parts[-1] += f"{SO_FAR_MARK}{total + value}"
-        total += value
-    return f"{head}{STEP_SEP.join(parts)}{ANSWER_MARK}{a * b}"
+    digits = _digits(b, len(str(b)))
+    values = [a * digit * 10**place for place, digit in enumerate(digits)]
+    partials = [STEP_SEP.join(_placed(a, digit, chained) if placed else _times(a, digit, chained)[0]) + f"{SO_FAR_MARK}{value}"
+                for digit, value in zip(digits, values)]
+    return f"{head}{STEP_SEP.join(_accumulated(partials, values, chained))}{ANSWER_MARK}{a * b}"
 
 
 def product_steps(a: int, b: int, carry_in: str = "chained", style: str = "partials") -> str:
@@ -393,8 +393,10 @@ def division_steps(a: int, b: int, style: str = "long") -> str:
     digits = str(a)
     # A one-digit divisor counted down (subtract) has a stage for every digit of ``a``: the
     # quotient's digits are the stages' counts in order, however many fit.
-    first = 1 if style == "subtract" and b < 10 else None
-    start = first or next((i for i in range(1, len(digits) + 1) if int(digits[:i]) >= b), len(digits))
+    if style == "subtract" and b < 10:
+        start = 1
+    else:  # the first part of ``a`` that ``b`` goes into (all of it when none is)
+        start = next((i for i in range(1, len(digits) + 1) if int(digits[:i]) >= b), len(digits))
     current, steps = int(digits[:start]), []
     for i in range(start, len(digits) + 1):
         if style == "subtract" and b < 10:
