@@ -28,9 +28,9 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 # tasktune against Hugging Face Trainer + PEFT, side by side (BENCHMARKS.md); writes
-# bench/results/latest.json. The baseline needs nothing beyond transformers and peft.
+# benchmarks/results/latest.json. The baseline needs nothing beyond transformers and peft.
 bench: $(STAMP)
-	$(BIN)/python bench/compare.py
+	$(BIN)/python benchmarks/compare.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -1,4 +1,4 @@
-"""bench/compare.py: both sides train with the settings it records."""
+"""benchmarks/compare.py: both sides train with the settings it records."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[3]
 
 @pytest.fixture(scope="module")
 def compare():
-    spec = importlib.util.spec_from_file_location("compare", ROOT / "bench" / "compare.py")
+    spec = importlib.util.spec_from_file_location("compare", ROOT / "benchmarks" / "compare.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

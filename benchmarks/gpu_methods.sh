@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One short run of every method, and of LoRA on int8 and int4 (NF4) bases, on a CUDA GPU.
 # Needs a CUDA build of torch and bitsandbytes in the environment (pip install -e '.[cuda]').
-# Usage: scripts/gpu_check.sh [OUT_DIR]   (default: runs/gpu_check); prints one line per run.
+# Usage: benchmarks/gpu_methods.sh [OUT_DIR]   (default: runs/gpu_check); prints one line per run.
 set -euo pipefail
 OUT=${1:-runs/gpu_check}
 TASKTUNE=${TASKTUNE:-$(command -v tasktune || echo .venv/bin/tasktune)}

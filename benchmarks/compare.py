@@ -32,8 +32,8 @@ excluded on both sides); a side that never reaches the target within the schedul
 the ratio a bound. Time to 80% comes from the same evaluations.
 
 Usage:
-    python bench/compare.py [--steps 8 --warmup 2 --rounds 2 --target-every N --no-target]
-Writes bench/results/latest.json and prints the ratio table.
+    python benchmarks/compare.py [--steps 8 --warmup 2 --rounds 2 --target-every N --no-target]
+Writes benchmarks/results/latest.json and prints the ratio table.
 """
 
 from __future__ import annotations
@@ -522,14 +522,14 @@ def main() -> int:
     result = {
         "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}",
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "command": "python bench/compare.py " + " ".join(sys.argv[1:]),
+        "command": "python benchmarks/compare.py " + " ".join(sys.argv[1:]),
         "settings": {**SETTINGS, "lora_target": "all-linear", "dtype": "float32",
                      "timed_steps": args.steps, "warmup_steps": args.warmup, "rounds": args.rounds},
         "runs": runs, "mean": mean, "ratios": ratios,
         "gemm_peak_gflops": peak / 1e9, "tasktune_train_gflops_estimate": achieved / 1e9,
         "nonpad_share_by_batch": shares,
     }
-    out = ROOT / "bench" / "results" / "latest.json"
+    out = ROOT / "benchmarks" / "results" / "latest.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1) + "\n")
     print("\n| figure | tasktune | HF Trainer + PEFT | ratio | goal |\n| --- | --- | --- | --- | --- |")
