@@ -305,7 +305,7 @@ def side_target_hf(every: int, steps: int) -> dict:
     """Trainer + PEFT on the same problems and recipe, with the tokenizer's own chat
     template; a callback evaluates every ``every`` steps (time excluded) and stops at
     the target."""
-    from transformers import DataCollatorForSeq2Seq, Trainer, TrainerCallback, TrainingArguments
+    from transformers import Trainer, TrainerCallback, TrainingArguments
 
     from tasktune.eval import is_correct
     from tasktune.recipes.common import max_new_tokens_for
@@ -352,8 +352,7 @@ def side_target_hf(every: int, steps: int) -> dict:
                              learning_rate=t.lr, warmup_steps=t.warmup_steps, lr_scheduler_type="linear",
                              max_steps=steps, report_to=[], save_strategy="no", logging_strategy="no",
                              disable_tqdm=True, dataloader_drop_last=True, seed=cfg.seed)
-    trainer = Trainer(model=model, args=args, train_dataset=features, callbacks=[target],
-                      data_collator=DataCollatorForSeq2Seq(tok, padding=True, label_pad_token_id=-100))
+    trainer = Trainer(model=model, args=args, train_dataset=features, callbacks=[target], data_collator=_counting_collator(tok))
     trainer.train()
     return _target_figures(target.evals)
 

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from tasktune.adapters.weights import CONFIG_NAME, WEIGHTS_NAME, trainable_groups
+from tasktune.adapters.weights import CONFIG_NAME, WEIGHTS_NAME, no_named_load, trainable_groups
 from tasktune.config import AdapterConfig
 
 __all__ = ["apply", "param_groups", "save", "load", "PrefixEncoder", "merged", "load_named", "TRAINS_BASE", "SAVES_TRAINABLE", "SHARES_BASE"]
@@ -223,10 +223,4 @@ def merged(model):
                      "and values in every layer. Serve it with `tasktune serve --run` instead, or train lora to export.")
 
 
-def load_named(model, directory: str | Path, name: str):
-    """Not available: the prefix hooks the base itself (``SHARES_BASE`` is False).
-
-    Raises:
-        NotImplementedError: always.
-    """
-    raise NotImplementedError("prefix runs do not share a base; load each with load()")
+load_named = no_named_load

@@ -150,18 +150,17 @@ class Engine:
                 return job
 
     def _runnable(self, job: Job) -> bool:
+        """True, or False once ``job`` is answered :class:`Expired` (client gone, or waited too long)."""
+        waited = time.perf_counter() - job.queued_at
         if job.cancelled.is_set():
             job.error = Expired("the client went away before the request started")
-            job.done.set()
-            job.pieces.put(job.error)
-            return False
-        waited = time.perf_counter() - job.queued_at
-        if self.deadline is not None and waited > self.deadline:
+        elif self.deadline is not None and waited > self.deadline:
             job.error = Expired(f"the request waited {waited:.0f} s to start (the limit is {self.deadline:.0f} s)")
-            job.done.set()
-            job.pieces.put(job.error)
-            return False
-        return True
+        else:
+            return True
+        job.done.set()
+        job.pieces.put(job.error)
+        return False
 
     def _batch_for(self, first: Job) -> list[Job]:
         """``first`` and every queued job that can share its generate call."""

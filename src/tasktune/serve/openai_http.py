@@ -43,6 +43,14 @@ POLL = 0.1
 """Seconds between looks at the client while an answer is awaited."""
 
 
+def _overloaded(exc: Expired) -> ApiError:
+    return ApiError(503, f"the server is overloaded: {exc}; retry shortly", kind="server_error")
+
+
+def _internal(rid: str) -> ApiError:
+    return ApiError(500, f"internal error (request id {rid}; the server's log has the details)", kind="server_error")
+
+
 def _error(exc: ApiError) -> JSONResponse:
     headers = {"Retry-After": "1"} if exc.status in (429, 503) else None
     return JSONResponse(exc.body(), exc.status, headers=headers)
@@ -157,8 +165,7 @@ def make_app(engine: Engine, api_key: str | None = None, max_tokens_cap: int = 5
         except Exception:  # noqa: BLE001 - one failing request never takes the server down
             log.exception("request %s failed", record.rid)
             record.status = 500
-            return _error(ApiError(500, f"internal error (request id {record.rid}; the server's log has the details)",
-                                   kind="server_error"))
+            return _error(_internal(record.rid))
         finally:
             if not streaming:  # a stream writes its line when it ends, and cancels its jobs then
                 for job in jobs:
@@ -182,7 +189,7 @@ async def _whole(req: ApiRequest, request: Request, record: _Record):
         try:
             done = await _done(job, request)
         except Expired as exc:
-            raise ApiError(503, f"the server is overloaded: {exc}; retry shortly", kind="server_error") from None
+            raise _overloaded(exc) from None
         if done is None:  # the client has gone: nobody reads an answer
             record.status = 499
             return JSONResponse({}, 499)
@@ -211,7 +218,7 @@ async def _stream(req: ApiRequest, request: Request, record: _Record):
         record.status = 499
         return JSONResponse({}, 499)
     if isinstance(first, Expired):
-        raise ApiError(503, f"the server is overloaded: {first}; retry shortly", kind="server_error")
+        raise _overloaded(first)
     ident = ("chatcmpl-" if req.chat else "cmpl-") + uuid.uuid4().hex[:24]
     obj, created, prompt_tokens = "chat.completion.chunk" if req.chat else "text_completion", int(time.time()), len(req.jobs[0].ids)
 
@@ -241,7 +248,7 @@ async def _stream(req: ApiRequest, request: Request, record: _Record):
                         return
                     if isinstance(piece, BaseException):
                         if isinstance(piece, Expired):
-                            error = ApiError(503, f"the server is overloaded: {piece}", kind="server_error")
+                            error = _overloaded(piece)
                         else:
                             log.error("request %s: generation failed: %r", record.rid, piece)
                             error = ApiError(500, f"generation failed (request id {record.rid})", kind="server_error")
@@ -279,9 +286,7 @@ async def _stream(req: ApiRequest, request: Request, record: _Record):
         except Exception:  # noqa: BLE001 - the headers are out: the error goes in the stream
             log.exception("request %s failed", record.rid)
             record.status = 500
-            error = ApiError(500, f"internal error (request id {record.rid}; the server's log has the details)",
-                             kind="server_error")
-            yield json.dumps({"error": error.body()["error"]})
+            yield json.dumps({"error": _internal(record.rid).body()["error"]})
             yield "[DONE]"
         finally:  # however the stream ended (finished, failed, client gone), nothing more is generated for it
             for job in req.jobs:
