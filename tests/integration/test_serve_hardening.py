@@ -130,6 +130,26 @@ def test_a_sampled_request_gets_its_seeds_answer_whatever_else_is_queued(served,
     assert len(set(alone)) > 1  # the answers differ: the comparison can fail
 
 
+def test_requests_join_a_running_batch_and_one_whose_client_left_stops_generating(served):
+    """Continuous batching: a request sent while another is being generated joins it
+    (it ends first, though it came second), and a running request whose client goes away
+    leaves the batch at the next step instead of generating to its cap."""
+    engine = Engine([served])
+    try:
+        long = Job(served, served.prompt_ids(Example(prompt="1+1=", response="")), 300, GenerateConfig(), stream=True)
+        engine.submit(long)
+        assert isinstance(long.pieces.get(timeout=60), str)  # it is running
+        short = engine.submit(_job(served, "2+2="))  # 8 tokens
+        gone = engine.submit(Job(served, served.prompt_ids(Example(prompt="3+3=", response="")), 300, GenerateConfig(), stream=False))
+        assert short.wait().tokens == 8
+        assert not long.done.is_set()  # the short one joined the long one's batch and left it first
+        gone.cancelled.set()
+        long.cancelled.set()
+        assert gone.wait().tokens < 300 and long.wait().tokens < 300  # stopped, not generated to the cap
+    finally:
+        engine.close()
+
+
 @pytest.fixture
 def http(served):
     """A server over an engine with a queue of 1 and a 1-second client timeout."""
@@ -289,3 +309,28 @@ def test_a_body_trickling_in_is_cut_off_by_its_deadline(http, served):
                 break
     assert reply.startswith(b"HTTP/1.1 408"), reply[:80]
     assert 2.5 <= time.perf_counter() - started < 10
+
+
+def test_a_model_the_running_batch_cannot_drive_is_answered_by_batched_generate(served):
+    """Prefix tuning brings its own cache: the engine falls back to batched ``generate``,
+    with the same answers as ``generate_completions`` (streamed and not)."""
+    import copy
+
+    from peft import PrefixTuningConfig, get_peft_model
+
+    from tasktune.generate import generate_completions
+    from tasktune.generate.continuous import supports
+
+    model = get_peft_model(copy.deepcopy(served.model), PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=4))
+    prefix = replace(served, name="prefix", model=model)
+    assert not supports(model) and supports(served.model)
+    prompts = ["1+1=", "2+3=", "7-4="]  # one length: no padding (prefix tuning's answers depend on it)
+    engine = Engine([prefix])
+    try:
+        jobs = [engine.submit(_job(prefix, p, stream=i == 2)) for i, p in enumerate(prompts)]
+        got = [j.wait().text for j in jobs]
+    finally:
+        engine.close()
+    want = generate_completions(model, served.tokenizer, [prefix.prompt_ids(Example(prompt=p, response="")) for p in prompts],
+                                served.encoder.stop_id, 8)
+    assert got == [c.text for c in want] and len(set(got)) > 1

@@ -1,14 +1,18 @@
 """Generation: batched and left-padded for evaluation, token-streamed for chat.
 
 Greedy by default, so that scores reproduce; sampling is opt-in (``generate.do_sample``)
-and seeded: batch ``i`` of a call samples after ``torch.manual_seed(seed + i)``.
+and seeded. Models the running batch can drive (:func:`continuous.supports`) generate
+with continuous batching: a row that ends leaves the batch and the next prompt takes its
+place, and prompt ``i`` of a call samples from its own generator seeded ``seed + i``.
+Others go through Hugging Face ``generate`` in fixed batches, batch ``i`` sampling after
+``torch.manual_seed(seed + i)``.
 """
 
 from __future__ import annotations
 
 import queue
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Iterator
 
 import torch
@@ -16,6 +20,7 @@ from tqdm.auto import tqdm
 
 from tasktune.config import GenerateConfig
 from tasktune.encoding import pad_left
+from tasktune.generate.continuous import Row, RunningBatch, supports
 
 __all__ = ["Completion", "generate_completions", "generate_batch", "stream_generate"]
 
@@ -61,7 +66,7 @@ def generate_completions(
     """Completions of token-id prompts, in the order given: greedy, or sampled when
     ``sampling.do_sample``.
 
-    Prompts are sorted by length so that each left-padded batch wastes little;
+    Prompts are taken in length order so that each left-padded prefill wastes little;
     every row stops at ``stop_id`` or after its ``max_new_tokens`` tokens.
 
     Args:
@@ -70,7 +75,7 @@ def generate_completions(
         prompts: Rendered prompt token ids, one list per row.
         stop_id: End-of-turn token id.
         max_new_tokens: Hard cap, for every row or one per row.
-        batch_size: Rows per ``generate`` call.
+        batch_size: Most rows generated together.
         desc: Progress-bar label; None hides the bar.
         sampling: The ``generate`` section; None or ``do_sample: false``: greedy.
     """
@@ -80,10 +85,47 @@ def generate_completions(
     was_training = model.training
     model.eval()
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stop_id
+    bar = tqdm(total=len(prompts), desc=desc, unit="ex", disable=desc is None, leave=False)
+    try:
+        if supports(model):
+            tokens = _continuous(model, prompts, stop_id, pad_id, caps, batch_size, sampling, bar)
+        else:
+            tokens = _batched(model, prompts, stop_id, pad_id, caps, batch_size, sampling, bar)
+    finally:
+        bar.close()
+        model.train(was_training)
+    return [_completion(tokenizer, seq, stop_id) for seq in tokens]
+
+
+def _completion(tokenizer, seq: list[int], stop_id: int) -> Completion:
+    if stop_id in seq:  # the answer ends before the stop token
+        end = seq.index(stop_id)
+        return Completion(tokenizer.decode(seq[:end], skip_special_tokens=True).strip(), end + 1, "stop")
+    return Completion(tokenizer.decode(seq, skip_special_tokens=True).strip(), len(seq), "length")
+
+
+def _continuous(model, prompts, stop_id, pad_id, caps, batch_size, sampling, bar) -> list[list[int]]:
+    """Each prompt's new tokens, by continuous batching: prompts join in length order (so
+    that each prefill pads little), a quarter of a batch at a time once rows have left."""
+    sample = sampling is not None and sampling.do_sample
+    rows = [Row(p, cap, replace(sampling, seed=sampling.seed + i) if sample else None)
+            for i, (p, cap) in enumerate(zip(prompts, caps))]
+    waiting = sorted(rows, key=lambda r: len(r.prompt))[::-1]
+    batch = RunningBatch(model, stop_id, pad_id, batch_size)
+    chunk = max(1, batch_size // 4)
+    while waiting or batch:
+        if waiting and (not batch or batch.room() >= min(chunk, len(waiting))):
+            joining = [waiting.pop() for _ in range(min(batch.room(), len(waiting)))]
+            bar.update(sum(r.finish_reason is not None for r, _ in batch.admit(joining)))
+        bar.update(sum(r.finish_reason is not None for r, _ in batch.step()))
+    return [r.tokens for r in rows]
+
+
+def _batched(model, prompts, stop_id, pad_id, caps, batch_size, sampling, bar) -> list[list[int]]:
+    """Each prompt's new tokens (at most its cap), by ``generate`` on length-sorted batches."""
     device = next(model.parameters()).device
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
-    out: list[Completion | None] = [None] * len(prompts)
-    bar = tqdm(total=len(prompts), desc=desc, unit="ex", disable=desc is None, leave=False)
+    out: list[list[int]] = [[] for _ in prompts]
     for number, start in enumerate(range(0, len(order), batch_size)):
         rows = order[start : start + batch_size]
         config = _generation_config(model, max(caps[i] for i in rows), stop_id, pad_id, sampling)
@@ -96,15 +138,9 @@ def generate_completions(
         new = ids[:, batch["input_ids"].shape[1] :]
         for i, seq in zip(rows, new.tolist()):
             seq = seq[: caps[i]]  # a longer row cap in the batch does not lengthen this row
-            if stop_id in seq:  # generate keeps the stop token; the answer ends before it
-                end = seq.index(stop_id)
-                out[i] = Completion(tokenizer.decode(seq[:end], skip_special_tokens=True).strip(), end + 1, "stop")
-            else:  # never stopped: no padding follows it
-                out[i] = Completion(tokenizer.decode(seq, skip_special_tokens=True).strip(), len(seq), "length")
+            out[i] = seq[: seq.index(stop_id) + 1] if stop_id in seq else seq  # no padding after the stop
         bar.update(len(rows))
-    bar.close()
-    model.train(was_training)
-    return out  # type: ignore[return-value]
+    return out
 
 
 def generate_batch(

@@ -1,14 +1,19 @@
 """The models a server answers with, and the one worker that runs them.
 
-Requests wait in one bounded queue; the worker takes the oldest and, when it is greedy
-and not streamed, batches every queued greedy request for the same model into one
-left-padded ``generate``. Sampled requests run alone, so that a request's seed gives the
-same answer whatever else is queued. A request that fails is answered with its error
-alone: the rest of its batch is retried one by one. A full queue refuses new requests
-(:class:`Busy`); a request that waited past its deadline is answered :class:`Expired`
-and one whose client has gone (``cancelled``) is dropped, both without generating.
-Several names may share one PEFT model with named adapters (switched per batch; the
-base answers with the adapters disabled).
+Requests wait in one bounded queue. The worker runs them with **continuous batching**
+(:class:`tasktune.generate.continuous.RunningBatch`): requests for the model being run
+join its batch at the next decode step, streamed or not, and leave it when they end; a
+sampled request draws from its own seeded generator, so its seed gives the same answer
+whatever else is in the batch. Requests for another model wait until the running batch
+has drained (no new rows join it while they wait). A model the running batch cannot
+drive (prefix tuning, remote code with its own cache) is answered with batched
+``generate`` instead: greedy non-streamed requests batched, the others one by one.
+
+A full queue refuses new requests (:class:`Busy`); a request that waited past its
+deadline is answered :class:`Expired` and one whose client has gone (``cancelled``) is
+dropped, both without generating; a running request whose client goes leaves the batch
+at the next step. Several names may share one PEFT model with named adapters (the base
+answers with the adapters disabled).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from tasktune.config import GenerateConfig
 from tasktune.data.example import Example
 from tasktune.encoding import ChatEncoder
 from tasktune.generate import Completion, generate_completions, stream_generate
+from tasktune.generate.continuous import Row, RunningBatch, supports
 
 __all__ = ["Served", "Job", "Engine", "Busy", "Expired"]
 
@@ -67,8 +73,9 @@ class Served:
 
 @dataclass
 class Job:
-    """One request in the queue; the worker fills ``result`` / ``error`` (non-streamed)
-    or puts text pieces, then a final ``Completion`` or exception, on ``pieces``."""
+    """One request in the queue. The worker answers it on ``pieces``: text pieces
+    (streamed jobs), then the final :class:`Completion` or an exception, which it also
+    keeps in ``result`` / ``error`` before it sets ``done``."""
 
     served: Served
     ids: list[int]
@@ -81,6 +88,27 @@ class Job:
     pieces: queue.Queue = field(default_factory=queue.Queue)
     cancelled: threading.Event = field(default_factory=threading.Event)
     queued_at: float = field(default_factory=time.perf_counter)
+    wake: Callable[[], None] | None = None
+    """Called (in the worker's thread) after each thing put on ``pieces``."""
+
+    def put(self, piece: str) -> None:
+        self.pieces.put(piece)
+        if self.wake is not None:
+            self.wake()
+
+    def finish(self, result: Completion) -> None:
+        self.result = result
+        self._end(result)
+
+    def fail(self, error: BaseException) -> None:
+        self.error = error
+        self._end(error)
+
+    def _end(self, last) -> None:
+        self.pieces.put(last)
+        self.done.set()
+        if self.wake is not None:
+            self.wake()
 
     def wait(self) -> Completion:
         self.done.wait()
@@ -93,11 +121,11 @@ class Job:
 class Engine:
     """Owns the models; one thread generates, so requests never interleave on a model."""
 
-    def __init__(self, served: list[Served], max_batch: int = 16, max_queue: int = 64, deadline: float | None = 120.0):
+    def __init__(self, served: list[Served], max_batch: int = 32, max_queue: int = 64, deadline: float | None = 120.0):
         """
         Args:
             served: The model names clients can ask for.
-            max_batch: Most requests in one ``generate`` call.
+            max_batch: Most requests generated together (rows of the running batch).
             max_queue: Most requests waiting to start; more are refused with :class:`Busy`.
             deadline: Seconds a request may wait to start; None: no limit.
         """
@@ -109,6 +137,7 @@ class Engine:
         self._held: list[Job] = []  # taken from the queue but not yet run
         self._submitting = threading.Lock()
         self._closed = False
+        self._supported: dict[int, bool] = {}  # id(model): the running batch can drive it
         self._thread = threading.Thread(target=self._work, name="tasktune-generate", daemon=True)
         self._thread.start()
 
@@ -153,26 +182,16 @@ class Engine:
         """True, or False once ``job`` is answered :class:`Expired` (client gone, or waited too long)."""
         waited = time.perf_counter() - job.queued_at
         if job.cancelled.is_set():
-            job.error = Expired("the client went away before the request started")
+            job.fail(Expired("the client went away before the request started"))
         elif self.deadline is not None and waited > self.deadline:
-            job.error = Expired(f"the request waited {waited:.0f} s to start (the limit is {self.deadline:.0f} s)")
+            job.fail(Expired(f"the request waited {waited:.0f} s to start (the limit is {self.deadline:.0f} s)"))
         else:
             return True
-        job.done.set()
-        job.pieces.put(job.error)
         return False
 
     def _batch_for(self, first: Job) -> list[Job]:
         """``first`` and every queued job that can share its generate call."""
-        while True:
-            try:
-                job = self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if job is None:
-                self._queue.put(None)
-                break
-            self._held.append(job)
+        self._take_queued()
         batch, rest = [first], []
         if first.sampling.do_sample:  # one generator per call: a sampled request runs alone
             return batch
@@ -187,21 +206,117 @@ class Engine:
 
     def _work(self) -> None:
         while (job := self._next()) is not None:
-            if job.stream:
+            if self._continuous(job.served):
+                self._run(job)
+            elif job.stream:
                 self._stream(job)
-                continue
-            batch = self._batch_for(job)
-            try:
-                self._generate(batch)
-            except Exception:  # noqa: BLE001 - answer each job with its own outcome
-                for one in batch:
-                    if one.done.is_set():  # answered before the failure
-                        continue
+            else:
+                self._generate_each(self._batch_for(job))
+
+    def _continuous(self, served: Served) -> bool:
+        if id(served.model) not in self._supported:
+            self._supported[id(served.model)] = supports(served.model)
+        return self._supported[id(served.model)]
+
+    # Continuous batching ----------------------------------------------------------
+
+    def _run(self, first: Job) -> None:
+        """Run ``first``'s model until its batch is empty, taking in the queued requests
+        for it at every step."""
+        served = first.served
+        answers: dict[int, _Answer] = {}
+        try:
+            with self._active(served) as model:
+                pad = served.tokenizer.pad_token_id
+                batch = RunningBatch(model, served.encoder.stop_id, served.encoder.stop_id if pad is None else pad,
+                                     self.max_batch)
+                joining = [first]
+                while joining or batch:
+                    self._admit(batch, joining, answers)
+                    gone = [a.row for a in answers.values() if a.job.cancelled.is_set()]
+                    if gone:
+                        batch.drop(gone)
+                        for row in gone:
+                            answers.pop(id(row)).finish(served, "length")
                     try:
-                        self._generate([one])
-                    except Exception as exc:  # noqa: BLE001
-                        one.error = exc
-                        one.done.set()
+                        stepped = batch.step()
+                    except Exception as exc:  # noqa: BLE001 - every row of the step gets the error
+                        stepped = []
+                        for answer in answers.values():
+                            answer.job.fail(exc)
+                        answers.clear()
+                        batch.drop(list(batch.rows))
+                    for row, token in stepped:
+                        self._deliver(served, answers, row, token)
+                    joining = self._joining(served, batch.room())
+        except Exception as exc:  # noqa: BLE001 - the worker goes on with the next request
+            for answer in answers.values():
+                answer.job.fail(exc)
+
+    def _admit(self, batch: RunningBatch, jobs: list[Job], answers: dict[int, "_Answer"]) -> None:
+        if not jobs:
+            return
+        rows = [Row(job.ids, job.max_tokens, job.sampling) for job in jobs]
+        try:
+            started = batch.admit(rows)
+        except Exception as exc:  # noqa: BLE001 - the joining requests get the error, the batch goes on
+            for job in jobs:
+                job.fail(exc)
+            return
+        for job, row in zip(jobs, rows):
+            answers[id(row)] = _Answer(job, row)
+        for row, token in started:
+            self._deliver(jobs[0].served, answers, row, token)
+
+    def _deliver(self, served: Served, answers: dict[int, "_Answer"], row: Row, token: int) -> None:
+        answer = answers[id(row)]
+        if row.finish_reason is not None:
+            answers.pop(id(row)).finish(served, row.finish_reason)
+        elif answer.job.stream and served.live:
+            answer.show(served.tokenizer, final=False)
+
+    def _joining(self, served: Served, room: int) -> list[Job]:
+        """The queued requests that join the running batch (of ``served``'s model) now:
+        none while a request for another model waits, so that it is not starved."""
+        self._take_queued()
+        joining, rest = [], []
+        for job in self._held:
+            if not self._runnable(job):
+                continue
+            if job.served is served and len(joining) < room and not rest:
+                joining.append(job)
+            else:
+                rest.append(job)
+        self._held = rest
+        return joining
+
+    def _take_queued(self) -> None:
+        """Move everything queued into ``_held`` (leaving the closing marker queued)."""
+        while True:
+            try:
+                job = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if job is None:
+                self._queue.put(None)
+                return
+            self._held.append(job)
+
+    # Batched generate, for models the running batch cannot drive ---------------------
+
+    def _generate_each(self, batch: list[Job]) -> None:
+        """``_generate`` the batch; if it fails, each job again alone, so that each is
+        answered with its own outcome."""
+        try:
+            self._generate(batch)
+        except Exception:  # noqa: BLE001
+            for one in batch:
+                if one.done.is_set():  # answered before the failure
+                    continue
+                try:
+                    self._generate([one])
+                except Exception as exc:  # noqa: BLE001
+                    one.fail(exc)
 
     @contextlib.contextmanager
     def _active(self, served: Served):
@@ -222,8 +337,7 @@ class Engine:
                 [j.max_tokens for j in batch], batch_size=len(batch), sampling=batch[0].sampling,
             )
         for job, c in zip(batch, done):
-            job.result = replace(c, text=served.present(c.text))
-            job.done.set()
+            job.finish(replace(c, text=served.present(c.text)))
 
     def _stream(self, job: Job) -> None:
         served = job.served
@@ -241,14 +355,43 @@ class Engine:
                         break
                     text.append(piece)
                     if served.live:
-                        job.pieces.put(piece)
-            job.result = Completion(served.present("".join(text).strip()), stats.get("tokens", 0), stats.get("finish_reason", "length"))
-            if not served.live and job.result.text:
-                job.pieces.put(job.result.text)
-            job.pieces.put(job.result)
+                        job.put(piece)
+            result = Completion(served.present("".join(text).strip()), stats.get("tokens", 0), stats.get("finish_reason", "length"))
+            if not served.live and result.text:
+                job.put(result.text)
+            job.finish(result)
         except Exception as exc:  # noqa: BLE001 - the client gets it; the server goes on
-            job.error = exc
-            job.pieces.put(exc)
-        job.done.set()
+            job.fail(exc)
 
 
+
+
+class _Answer:
+    """A running request's row and what its client has been shown."""
+
+    def __init__(self, job: Job, row: Row | None):
+        self.job, self.row, self.shown = job, row, ""
+
+    def _text(self, tokenizer) -> str:
+        tokens = self.row.tokens[:-1] if self.row.finish_reason == "stop" else self.row.tokens
+        return tokenizer.decode(tokens, skip_special_tokens=True)
+
+    def show(self, tokenizer, final: bool) -> None:
+        """Stream the new text, once it is whole characters (or at the end)."""
+        text = self._text(tokenizer).lstrip()  # an answer's leading blanks are never shown
+        if len(text) > len(self.shown) and (final or not text.endswith("\ufffd")):
+            self.job.put(text[len(self.shown):])
+            self.shown = text
+
+    def finish(self, served: Served, reason: str) -> None:
+        job = self.job
+        try:
+            if job.stream and served.live:
+                self.show(served.tokenizer, final=True)
+            result = Completion(served.present(self._text(served.tokenizer).strip()), len(self.row.tokens), reason)
+        except Exception as exc:  # noqa: BLE001 - this request fails alone
+            job.fail(exc)
+            return
+        if job.stream and not served.live and result.text:
+            job.put(result.text)
+        job.finish(result)

@@ -4,8 +4,8 @@ uvicorn (the stack of vLLM's and LLaMA-Factory's OpenAI servers).
 ``GET /v1/models``, ``POST /v1/chat/completions`` and ``POST /v1/completions``, each
 non-streamed or streamed (server-sent events through ``sse-starlette``, ending in
 ``data: [DONE]``). The request is checked by :func:`tasktune.serve.requests.parse_request`
-(independent of the framework); this module waits for the engine's answers without
-holding the event loop, notices a client that has gone (its jobs are cancelled, queued
+(independent of the framework); this module waits for the engine's answers on the
+event loop (the engine wakes it; no thread is held per request), notices a client that has gone (its jobs are cancelled, queued
 or running), logs one line per request, and turns failures into OpenAI-shaped errors: a
 500 is logged with its traceback and answered with a request id only, and an error
 once a stream has begun is an event in the stream.
@@ -24,7 +24,6 @@ import threading
 import time
 import uuid
 
-import anyio
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -69,23 +68,45 @@ class _Record:
                  time.perf_counter() - self.started)
 
 
+class _Wake:
+    """A job's ``wake``: sets an asyncio event from the engine's thread, so that waiting
+    for an answer holds no thread."""
+
+    def __init__(self):
+        self.loop, self.event = asyncio.get_running_loop(), asyncio.Event()
+
+    def __call__(self) -> None:
+        self.loop.call_soon_threadsafe(self.event.set)
+
+
 async def _next_piece(job: Job, request: Request):
     """The job's next piece (text, final Completion or exception); None once the client
     has gone."""
     while True:
         try:
-            return await anyio.to_thread.run_sync(job.pieces.get, True, POLL)
+            return job.pieces.get_nowait()
         except queue.Empty:
+            pass
+        job.wake.event.clear()
+        if not job.pieces.empty():  # put before the clear: its wake-up may come later
+            continue
+        try:
+            await asyncio.wait_for(job.wake.event.wait(), POLL)
+        except asyncio.TimeoutError:
             if await request.is_disconnected():
                 return None
 
 
 async def _done(job: Job, request: Request):
     """The job's Completion (raising its error); None once the client has gone."""
-    while not await anyio.to_thread.run_sync(job.done.wait, POLL):
-        if await request.is_disconnected():
+    while True:
+        piece = await _next_piece(job, request)
+        if piece is None:
             return None
-    return job.wait()
+        if isinstance(piece, BaseException):
+            raise piece
+        if not isinstance(piece, str):
+            return piece
 
 
 def make_app(engine: Engine, api_key: str | None = None, max_tokens_cap: int = 512, client_timeout: float = 10.0) -> FastAPI:
@@ -147,6 +168,8 @@ def make_app(engine: Engine, api_key: str | None = None, max_tokens_cap: int = 5
             authorise(request)
             req = parse_request(engine, await body_of(request), chat, max_tokens_cap)
             record.model, jobs = req.served.name, req.jobs
+            for job in jobs:
+                job.wake = _Wake()
             try:
                 engine.submit(*req.jobs)
             except Busy as exc:
