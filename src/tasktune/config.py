@@ -240,9 +240,10 @@ class PrefixConfig:
 
 @dataclass(frozen=True)
 class AdapterConfig:
-    method: Literal["lora", "prefix", "freeze", "full"] = "lora"
-    """Fine-tuning method: lora (PEFT), prefix (P-Tuning v2; saved in PEFT's format),
-    freeze (some blocks' own weights), full (every weight)."""
+    method: str = "lora"
+    """Fine-tuning method, a name in ``tasktune.adapters.ADAPTERS``: lora (PEFT), prefix
+    (P-Tuning v2; saved in PEFT's format), freeze (some blocks' own weights), full (every
+    weight). An unknown name is refused before the model loads, listing the known ones."""
     lora: LoraConfig = field(default_factory=LoraConfig)
     """Settings for method: lora."""
     prefix: PrefixConfig = field(default_factory=PrefixConfig)
