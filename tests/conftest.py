@@ -86,6 +86,21 @@ def tiny_model_dirs(tmp_path_factory, tokenizer) -> dict[str, Path]:
     return out
 
 
+@pytest.fixture(scope="session")
+def distinct_llama_dir(tiny_model_dirs, tmp_path_factory) -> Path:
+    """A model folder (weights and tokenizer) of the tiny Llama as :func:`load_distinct`
+    makes it: its greedy answers differ from prompt to prompt, so that tests comparing
+    generated text can fail."""
+    import shutil
+
+    folder = tmp_path_factory.mktemp("distinct") / "llama_distinct"
+    load_distinct(tiny_model_dirs["llama"]).save_pretrained(folder)
+    for f in Path(tiny_model_dirs["llama"]).iterdir():
+        if f.name.startswith(("tokenizer", "special_tokens", "chat_template")):
+            shutil.copy(f, folder / f.name)
+    return folder
+
+
 @pytest.fixture(params=["llama", "qwen2", "glm", "glm4"])
 def arch(request) -> str:
     return request.param

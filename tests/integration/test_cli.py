@@ -27,15 +27,23 @@ def tasktune(*args: str, cwd: Path | None = None, input: str | None = None) -> s
 
 
 @pytest.fixture(scope="module")
-def llama_run(tiny_model_dirs, tmp_path_factory) -> Path:
+def llama_run(distinct_llama_dir, tmp_path_factory) -> Path:
+    """A 6-step LoRA run on the tiny Llama whose greedy answers differ from prompt to
+    prompt (the plain tiny Llama answers every prompt alike: comparisons could not fail)."""
     out = tmp_path_factory.mktemp("runs") / "tiny_llama"
     result = tasktune(
-        "train", str(CONFIG), f"model={tiny_model_dirs['llama']}", f"output_dir={out}",
+        "train", str(CONFIG), f"model={distinct_llama_dir}", f"output_dir={out}",
         "train.max_steps=6", "train.batch_size=4", "train.save_every=3", "eval.max_examples=12",
     )
     assert result.returncode == 0, result.stderr
     assert "base" in result.stdout and "tuned" in result.stdout
     return out
+
+
+def _predictions(run: Path) -> list[dict]:
+    rows = [json.loads(line) for line in (run / "predictions.jsonl").read_text().splitlines()]
+    assert len({r["prediction"] for r in rows}) >= len(rows) // 2  # distinct answers: the comparison can fail
+    return rows
 
 
 def test_train_writes_the_run_folder(llama_run: Path):
@@ -73,18 +81,18 @@ def test_train_writes_the_run_folder(llama_run: Path):
     assert cfg.generate.max_new_tokens and cfg.train.max_steps == 6
 
 
-def test_stock_peft_reproduces_the_predictions(llama_run: Path, tiny_model_dirs):
+def test_stock_peft_reproduces_the_predictions(llama_run: Path, distinct_llama_dir):
     """The adapter loads with plain PEFT and greedy decoding of the rendered inputs
     in predictions.jsonl gives the recorded predictions."""
     import peft
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(tiny_model_dirs["llama"])
-    base = AutoModelForCausalLM.from_pretrained(tiny_model_dirs["llama"], dtype=torch.float32)
+    tok = AutoTokenizer.from_pretrained(distinct_llama_dir)
+    base = AutoModelForCausalLM.from_pretrained(distinct_llama_dir, dtype=torch.float32)
     model = peft.PeftModel.from_pretrained(base, llama_run / "adapter").eval()
     cap = json.loads(json.dumps(__import__("yaml").safe_load((llama_run / "config.yaml").read_text())))["generate"]["max_new_tokens"]
     stop = tok.convert_tokens_to_ids("<|im_end|>")
-    rows = [json.loads(line) for line in (llama_run / "predictions.jsonl").read_text().splitlines()]
+    rows = _predictions(llama_run)
     for row in rows[:4]:
         ids = tok(row["input"], add_special_tokens=False, return_tensors="pt")
         with torch.no_grad():
@@ -94,7 +102,7 @@ def test_stock_peft_reproduces_the_predictions(llama_run: Path, tiny_model_dirs)
 
 
 def test_predict_matches_eval_predictions(llama_run: Path, tmp_path: Path):
-    rows = [json.loads(line) for line in (llama_run / "predictions.jsonl").read_text().splitlines()]
+    rows = _predictions(llama_run)
     src = tmp_path / "in.jsonl"
     src.write_text("".join(json.dumps({"prompt": r["prompt"]}) + "\n" for r in rows[:5]))
     dst = tmp_path / "out.jsonl"
@@ -132,10 +140,10 @@ def test_quantized_training_that_cannot_work_fails_before_loading(tiny_model_dir
     assert "base exact_match" not in result.stdout  # nothing was loaded or evaluated
 
 
-def test_eval_prints_base_and_runs_side_by_side(llama_run: Path, tiny_model_dirs, tmp_path: Path):
+def test_eval_prints_base_and_runs_side_by_side(llama_run: Path, distinct_llama_dir, tmp_path: Path):
     other = tmp_path / "other_run"
     trained = tasktune(
-        "train", str(CONFIG), f"model={tiny_model_dirs['llama']}", f"output_dir={other}",
+        "train", str(CONFIG), f"model={distinct_llama_dir}", f"output_dir={other}",
         "train.max_steps=2", "train.batch_size=4", "eval.max_examples=12", "eval.base=false",
     )
     assert trained.returncode == 0, trained.stderr
@@ -157,6 +165,8 @@ def test_eval_prints_base_and_runs_side_by_side(llama_run: Path, tiny_model_dirs
     # The tuned column equals what the run itself measured: greedy decoding reproduces.
     trained_metrics = json.loads((llama_run / "metrics.json").read_text())
     assert json.loads((llama_run / "eval_metrics.json").read_text())["final"]["exact_match"] == trained_metrics["final"]["exact_match"]
+    again = [json.loads(line)["prediction"] for line in (llama_run / "eval_predictions.jsonl").read_text().splitlines()]
+    assert again == [r["prediction"] for r in _predictions(llama_run)]
     # eval rewrites the report, plots included.
     assert "](eval.png)" in (llama_run / "report.md").read_text() and (llama_run / "eval.png").is_file()
 
@@ -291,6 +301,10 @@ def test_a_rouge_scale_stop_at_on_an_exact_match_task_is_refused(tiny_model_dirs
 
 
 def test_export_merges_lora_and_reproduces_the_runs_predictions_with_transformers_alone(llama_run: Path, tmp_path: Path):
+    _predictions(llama_run)
+    from tasktune.config import load_config
+
+    cap = load_config(llama_run / "config.yaml").generate.max_new_tokens
     out = tmp_path / "exported"
     result = tasktune("export", "--run", str(llama_run), "--out", str(out))
     assert result.returncode == 0, result.stderr
@@ -310,7 +324,7 @@ for row in rows:
     chat = tok.apply_chat_template([{{"role": "user", "content": row["prompt"]}}], tokenize=False, add_generation_prompt=True)
     assert chat == row["input"], (chat, row["input"])  # the run's own rendering
     ids = tok(row["input"], add_special_tokens=False, return_tensors="pt")
-    new = model.generate(**ids, max_new_tokens=16, do_sample=False)[0, ids["input_ids"].shape[1]:]
+    new = model.generate(**ids, max_new_tokens={cap}, do_sample=False)[0, ids["input_ids"].shape[1]:]
     same += tok.decode(new, skip_special_tokens=True).strip() == row["prediction"]
 print(same, len(rows))
 """

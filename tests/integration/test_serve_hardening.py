@@ -8,7 +8,6 @@ from __future__ import annotations
 import http.client as http_client
 import json
 import logging
-import shutil
 import socket
 import threading
 import time
@@ -18,7 +17,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from conftest import load_distinct
 
 from tasktune.config import GenerateConfig
 from tasktune.data.example import Example
@@ -29,16 +27,11 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def served(tiny_model_dirs, tmp_path_factory):
+def served(distinct_llama_dir):
     """The tiny Llama with distinct answers per prompt, served alone (no training)."""
     from tasktune.recipes.serve import load_served
 
-    base = tmp_path_factory.mktemp("hardening") / "llama_distinct"
-    load_distinct(tiny_model_dirs["llama"]).save_pretrained(base)
-    for f in Path(tiny_model_dirs["llama"]).iterdir():
-        if f.name.startswith(("tokenizer", "special_tokens", "chat_template")):
-            shutil.copy(f, base / f.name)
-    return load_served([], str(base))[0]
+    return load_served([], str(distinct_llama_dir))[0]
 
 
 @pytest.fixture
