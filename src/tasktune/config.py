@@ -362,11 +362,17 @@ class RunConfig:
     seed: int = 0
     """Seed of weights init, data order and training problems."""
     data: DataConfig = field(default_factory=DataConfig)
+    """Stage 1: where examples come from (a generated task or a file) and the held-out split."""
     encoding: EncodingConfig = field(default_factory=EncodingConfig)
+    """Stage 2: the chat template, system prompt and length limits of a row."""
     adapter: AdapterConfig = field(default_factory=AdapterConfig)
+    """Stage 4: the fine-tuning method and its settings."""
     train: TrainConfig = field(default_factory=TrainConfig)
+    """Stage 5: the training loop (steps, batch, schedule, precision, checkpoints)."""
     eval: EvalConfig = field(default_factory=EvalConfig)
+    """Stage 8: held-out evaluation before, during and after training."""
     generate: GenerateConfig = field(default_factory=GenerateConfig)
+    """Stage 7: decoding of answers (greedy unless sampling is asked for) and its cap."""
 
 
 def field_docs(cls: type) -> dict[str, str]:

@@ -128,10 +128,25 @@ def test_config_to_dict_round_trips_through_overrides():
     assert load_config(None, [f"data.arithmetic.digits={plain['data']['arithmetic']['digits']}"]) == cfg
 
 
-def test_every_field_has_help_text():
-    docs = field_docs(TrainConfig)
-    assert set(docs) == {f.name for f in dataclasses.fields(TrainConfig)}
-    assert docs["max_steps"] == "Optimizer steps."
+def _sections(cls: type) -> list[type]:
+    """``cls`` and every config dataclass nested in it, depth first."""
+    import typing
+
+    found = [cls]
+    for f in dataclasses.fields(cls):
+        for tp in (typing.get_type_hints(cls)[f.name], *typing.get_args(typing.get_type_hints(cls)[f.name])):
+            if dataclasses.is_dataclass(tp) and tp not in found:
+                found += [t for t in _sections(tp) if t not in found]
+    return found
+
+
+def test_every_field_of_every_section_has_help_text():
+    sections = _sections(RunConfig)
+    assert len(sections) >= 10  # the run, its stages and their method/task settings
+    for cls in sections:
+        missing = {f.name for f in dataclasses.fields(cls)} - set(field_docs(cls))
+        assert not missing, f"{cls.__name__}: fields without a docstring under them: {sorted(missing)}"
+    assert field_docs(TrainConfig)["max_steps"] == "Optimizer steps."
 
 
 def test_shipped_configs_exist():
