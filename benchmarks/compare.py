@@ -244,6 +244,7 @@ def side_hf(steps: int, warmup: int, same_tokens: bool) -> dict:
 
 
 def side_generate(which: str, n: int = 64, max_new_tokens: int = 8) -> dict:
+    from tasktune.encoding import pad_id_for
     from tasktune.generate import generate_completions
 
     cfg, data, loaded = _setup()
@@ -255,7 +256,7 @@ def side_generate(which: str, n: int = 64, max_new_tokens: int = 8) -> dict:
         done = generate_completions(model, loaded.tokenizer, prompts, stop, max_new_tokens, batch_size=32)
         new = sum(c.tokens for c in done)
     else:
-        pad = loaded.tokenizer.pad_token_id if loaded.tokenizer.pad_token_id is not None else stop
+        pad = pad_id_for(loaded.tokenizer, stop)
         rows = _hf_generate(model, prompts, pad, stop, max_new_tokens)
         new = sum(row.index(stop) + 1 if stop in row else len(row) for row in rows)
     seconds = time.perf_counter() - started

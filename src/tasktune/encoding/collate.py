@@ -30,6 +30,12 @@ def pad_right(
     return {"input_ids": ids, "attention_mask": mask, "labels": labs}
 
 
+def pad_id_for(tokenizer, stop_id: int) -> int:
+    """The id that pads a batch: the tokenizer's pad token, or the stop token when it has
+    none (padding is masked, so any id works; this one is always in the vocabulary)."""
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stop_id
+
+
 def pad_left(input_ids: list[list[int]], pad_id: int) -> dict[str, torch.Tensor]:
     """Left-pad prompts for batched generation: every row's last token is aligned.
 

@@ -19,7 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from tasktune.config import GenerateConfig
-from tasktune.encoding import pad_left
+from tasktune.encoding import pad_id_for, pad_left
 from tasktune.generate.continuous import Row, RunningBatch, supports
 
 __all__ = ["Completion", "generate_completions", "generate_batch", "stream_generate"]
@@ -84,7 +84,7 @@ def generate_completions(
         raise ValueError(f"max_new_tokens must be at least 1 for every prompt, got {max_new_tokens}")
     was_training = model.training
     model.eval()
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stop_id
+    pad_id = pad_id_for(tokenizer, stop_id)
     bar = tqdm(total=len(prompts), desc=desc, unit="ex", disable=desc is None, leave=False)
     try:
         if supports(model):
@@ -222,7 +222,7 @@ def stream_generate(
             return torch.full((input_ids.shape[0],), cancelled.is_set(), dtype=torch.bool, device=input_ids.device)
 
     device = next(model.parameters()).device
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stop_id
+    pad_id = pad_id_for(tokenizer, stop_id)
     ids = torch.tensor([prompt], device=device)
 
     streamer = _TextPieces(tokenizer, stop_id, pieces)

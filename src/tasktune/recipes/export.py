@@ -22,6 +22,7 @@ import torch
 
 from tasktune.adapters import get_adapter
 from tasktune.config import RunConfig
+from tasktune.encoding import pad_id_for
 from tasktune.encoding.templates import get_template
 from tasktune.model import rebuilt_without_gguf
 from tasktune.recipes.common import load_run
@@ -61,7 +62,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path) -> Path:
         raise ValueError(f"{run_dir}: {exc}") from None
     model = rebuilt_without_gguf(getattr(model, "module", model))
     model.generation_config.eos_token_id = loaded.encoder.stop_id
-    model.generation_config.pad_token_id = loaded.tokenizer.pad_token_id if loaded.tokenizer.pad_token_id is not None else loaded.encoder.stop_id
+    model.generation_config.pad_token_id = pad_id_for(loaded.tokenizer, loaded.encoder.stop_id)
     out.mkdir(parents=True, exist_ok=True)
     with torch.no_grad():
         model.save_pretrained(str(out), safe_serialization=True)

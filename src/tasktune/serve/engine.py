@@ -27,7 +27,7 @@ from typing import Callable
 
 from tasktune.config import GenerateConfig
 from tasktune.data.example import Example
-from tasktune.encoding import ChatEncoder
+from tasktune.encoding import ChatEncoder, pad_id_for
 from tasktune.generate import Completion, generate_completions, stream_generate
 from tasktune.generate.continuous import Row, RunningBatch, supports
 
@@ -227,9 +227,8 @@ class Engine:
         answers: dict[int, _Answer] = {}
         try:
             with self._active(served) as model:
-                pad = served.tokenizer.pad_token_id
-                batch = RunningBatch(model, served.encoder.stop_id, served.encoder.stop_id if pad is None else pad,
-                                     self.max_batch)
+                stop = served.encoder.stop_id
+                batch = RunningBatch(model, stop, pad_id_for(served.tokenizer, stop), self.max_batch)
                 joining = [first]
                 while joining or batch:
                     self._admit(batch, joining, answers)

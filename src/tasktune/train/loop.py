@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 
 from tasktune.config import EncodingConfig, TrainConfig
 from tasktune.data.example import Example
-from tasktune.encoding import ChatEncoder, Encoded, pack, pad_right
+from tasktune.encoding import ChatEncoder, Encoded, pack, pad_id_for, pad_right
 from tasktune.train.loss import count_supervised, loss_width, supervised_loss_sum
 from tasktune.train.schedule import lr_at, steps_that_fit
 from tasktune.train.shard import broadcast_from_main, is_sharded, shard_optimizer_state
@@ -328,8 +328,7 @@ def train_steps(
         state.optimizer_state = None
     state.optimizer = optimizer
     model.train()
-    pad_id = encoder.tokenizer.pad_token_id
-    pad_id = encoder.stop_id if pad_id is None else pad_id
+    pad_id = pad_id_for(encoder.tokenizer, encoder.stop_id)
     micro = cfg.batch_size // cfg.grad_accum
     mine = slice(rank * micro // procs, (rank + 1) * micro // procs)
     # One process only: under DDP the prefix would be a second forward before backward.
