@@ -4,6 +4,8 @@ argmax loop of test_generate); a sampled row's seed holds whatever shares its ba
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 from conftest import load_distinct, template_for
@@ -100,22 +102,16 @@ def test_a_sampled_rows_seed_holds_whatever_shares_its_batch(model, tokenizer, e
 
     first = alone()
     assert alone() == first
-    crowd = [Row(_ids(encoder, p), CAP) for p in PROMPTS[2:5]] + [Row(_ids(encoder, p), CAP, replace_seed(sampling, 9))
+    crowd = [Row(_ids(encoder, p), CAP) for p in PROMPTS[2:5]] + [Row(_ids(encoder, p), CAP, replace(sampling, seed=9))
                                                                    for p in PROMPTS[5:7]]
     mine = Row(prompt, CAP, sampling)
     _run(RunningBatch(model, encoder.stop_id, tokenizer.pad_token_id), {0: crowd[:2], 1: [mine] + crowd[2:]})
     assert mine.tokens == first
     greedy = _greedy_reference(model, prompt, CAP, None)
     assert first != greedy[: len(first)]  # it really samples
-    other = Row(prompt, CAP, replace_seed(sampling, 6))
+    other = Row(prompt, CAP, replace(sampling, seed=6))
     _run(RunningBatch(model, encoder.stop_id, tokenizer.pad_token_id), {0: [other]})
     assert other.tokens != first  # another seed, another answer
-
-
-def replace_seed(sampling: GenerateConfig, seed: int) -> GenerateConfig:
-    from dataclasses import replace
-
-    return replace(sampling, seed=seed)
 
 
 def test_admit_refuses_rows_that_do_not_fit_or_have_no_budget(model, tokenizer, encoder):
@@ -127,7 +123,7 @@ def test_admit_refuses_rows_that_do_not_fit_or_have_no_budget(model, tokenizer, 
         batch.admit([Row(prompt, 0)])
 
 
-def test_a_trained_prefix_is_each_rows_leading_context(arch, tiny_model_dirs, tokenizer, encoder):
+def test_a_trained_prefix_is_each_rows_leading_context(arch, tiny_model_dirs, tokenizer, encoder, monkeypatch):
     """tasktune's prefix adapter puts its keys and values in the cache before the prompt:
     the running batch answers as batched ``generate`` does (which the prefix module keeps
     equal to one-row generation and to training's positions)."""
@@ -142,11 +138,6 @@ def test_a_trained_prefix_is_each_rows_leading_context(arch, tiny_model_dirs, to
     rows = [Row(p, cap) for p, cap in zip(prompts, caps)]
     assert _run(RunningBatch(model, encoder.stop_id, tokenizer.pad_token_id, max_rows=4), {0: rows[:4], 2: rows[4:]}) == 4
     got = [tokenizer.decode([t for t in r.tokens if t != encoder.stop_id], skip_special_tokens=True).strip() for r in rows]
-    import tasktune.generate.batched as batched
-
-    try:
-        batched.supports = lambda model: False  # Hugging Face generate
-        want = [c.text for c in generate_completions(model, tokenizer, prompts, encoder.stop_id, caps, batch_size=1)]
-    finally:
-        batched.supports = supports
+    monkeypatch.setattr("tasktune.generate.batched.supports", lambda model: False)  # Hugging Face generate
+    want = [c.text for c in generate_completions(model, tokenizer, prompts, encoder.stop_id, caps, batch_size=1)]
     assert len(set(want)) >= 8 and got == want
