@@ -31,6 +31,9 @@ Products (:func:`product_steps`) are partial products by the digits of the secon
 factor, then their column sums (or the product's own columns); integer division with a
 remainder (:func:`division_steps`) is long division, each quotient digit found in one
 step or, with ``style="subtract"``, by rounds of one-digit facts.
+
+Why this long: the notation of all four operations is one thing to read and change
+together (products and long division are written with the + and - column helpers).
 """
 
 from __future__ import annotations

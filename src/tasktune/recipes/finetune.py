@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import json
-import shutil
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -16,18 +15,14 @@ from tqdm.auto import tqdm
 from tasktune.adapters import get_adapter
 from tasktune.checkpoint import latest_checkpoint, load_checkpoint, save_adapter, save_checkpoint
 from tasktune.config import RunConfig, config_to_dict
-from tasktune.data import build_datasets
+from tasktune.data import Datasets, build_datasets
 from tasktune.recipes.common import Loaded, evaluate_examples, headline_metric, load_base, max_new_tokens_for, metric_text
+from tasktune.recipes.folder import config_changes, prepare_folder, truncate_log
 from tasktune.report import read_log, write_json, write_jsonl, write_report
 from tasktune.train import LoopState, NonFiniteLoss, StepInfo, TrainingStopped, make_accelerator, train_steps
 from tasktune.train.shard import gather_weights, whole_weights
 
-__all__ = ["finetune", "run_summary", "merge_categories", "decoding", "RUN_FILES"]
-
-RUN_FILES = ("config.yaml", "train_log.jsonl", "metrics.json", "predictions.jsonl", "report.md", "loss.png",
-             "eval.png", "adapter", "checkpoint-best", "eval_metrics.json", "eval_predictions.jsonl")
-"""What `tasktune train` writes into a run folder, besides checkpoint-STEP/ folders."""
-
+__all__ = ["finetune", "run_summary", "merge_categories", "decoding"]
 
 def run_summary(cfg: RunConfig) -> dict[str, str]:
     """The settings a reader of report.md needs first."""
@@ -119,26 +114,48 @@ class TrainResult:
         return max(self.evals, key=lambda e: e[self.metric]) if self.evals else None
 
 
-def _evaluate_during(
-    cfg: RunConfig, loaded: Loaded, model, examples, info: StepInfo, metric: str, evals: list[dict], log, out: Path
-) -> bool:
+@dataclass
+class _Run:
+    """What every step of the recipe reads: the settings, the folder, this process's
+    accelerator, the data and the loaded base (its ``model`` becomes the tuned one)."""
+
+    cfg: RunConfig
+    out: Path
+    accelerator: object
+    data: Datasets
+    loaded: Loaded
+    metric: str
+    found: Path | None
+    """The checkpoint a resumed run continues from; None for a fresh run."""
+
+    @property
+    def main(self) -> bool:
+        return self.accelerator.is_main_process
+
+    def say(self, text: str) -> None:
+        if self.main:
+            print(text)
+
+
+def _evaluate_during(run: _Run, model, examples, info: StepInfo, evals: list[dict], log) -> bool:
     """Evaluate the model as it is at ``info``'s step: append the row to ``evals`` and
     train_log.jsonl, save checkpoint-best/ when its ``metric`` beats every earlier one.
 
     Returns:
         True when ``train.stop_at`` is reached.
     """
-    summary, _ = evaluate_examples(replace(loaded, model=model), examples, f"eval step {info.step}")
+    metric = run.metric
+    summary, _ = evaluate_examples(replace(run.loaded, model=model), examples, f"eval step {info.step}")
     summary.pop("by_category")
     summary.pop("first_wrong", None)  # the table is for the final report; the log keeps the figures
     row = {"step": info.step, "examples": info.examples, "seconds": round(info.seconds, 1), **summary}
     if all(row[metric] > e[metric] for e in evals):
-        save_adapter(model, cfg.adapter.method, out / "checkpoint-best")
+        save_adapter(model, run.cfg.adapter.method, run.out / "checkpoint-best")
     evals.append(row)
     log.write(json.dumps({"step": info.step, **{f"eval_{k}": v for k, v in summary.items()}}) + "\n")
     log.flush()
     tqdm.write(f"step {info.step}: {metric} {metric_text(metric, row[metric])} on {row['n']} held-out")
-    return cfg.train.stop_at is not None and row[metric] >= cfg.train.stop_at
+    return run.cfg.train.stop_at is not None and row[metric] >= run.cfg.train.stop_at
 
 
 def _advice(cfg: RunConfig) -> str:
@@ -147,10 +164,12 @@ def _advice(cfg: RunConfig) -> str:
             "set train.gradient_checkpointing: true, or load the base quantized (quantization: int8)")
 
 
-def _train(
-    cfg: RunConfig, model, accelerator, loaded: Loaded, data, state: LoopState, out: Path, metric: str,
-    evals: list[dict], extra: dict,
-) -> TrainResult:
+def _due(every: int, info: StepInfo, cfg: RunConfig) -> bool:
+    """A periodic task (evaluation, checkpoint) falls on this step; the last step has its own."""
+    return bool(every) and info.step % every == 0 and info.step < cfg.train.max_steps
+
+
+def _train(run: _Run, model, state: LoopState, evals: list[dict], extra: dict) -> TrainResult:
     """Run the training loop; log every ``train.log_every`` steps (and the last) to
     train_log.jsonl, save a resumable checkpoint every ``train.save_every`` steps, and
     evaluate every ``eval.every`` steps, keeping the best as checkpoint-best/ and
@@ -161,54 +180,60 @@ def _train(
         TrainingStopped: the loss went nan/inf, or memory ran out; the message names
             the step, the last good checkpoint and what to change.
     """
-    main = accelerator.is_main_process
+    cfg, accelerator, main = run.cfg, run.accelerator, run.main
     reshard = _reshard_after_forward(accelerator)
     groups = get_adapter(cfg.adapter.method).param_groups(model, cfg.adapter)
-    held_out = data.eval[: cfg.eval.every_examples] if cfg.eval.every_examples else data.eval
-    last = None
-    stopped = False
+    held_out = run.data.eval[: cfg.eval.every_examples] if cfg.eval.every_examples else run.data.eval
+    last, stopped = None, False
     # Only the main process has the log open (another's "w" would truncate it).
-    opened = (out / "train_log.jsonl").open("a" if state.step else "w", encoding="utf-8") if main else nullcontext()
-    with opened as log:
-        steps = train_steps(model, accelerator, loaded.encoder, data.train, cfg.train, cfg.encoding, state, groups)
-        try:
-            for info in steps:
-                last = info
-                if main and info.step % cfg.train.log_every == 0:
-                    log.write(json.dumps(_log_row(info)) + "\n")
+    opened = (run.out / "train_log.jsonl").open("a" if state.step else "w", encoding="utf-8") if main else nullcontext()
+    with opened as log, _stopped_as_advice(run, state):
+        steps = train_steps(model, accelerator, run.loaded.encoder, run.data.train, cfg.train, cfg.encoding, state, groups)
+        for info in steps:
+            last = info
+            if main and info.step % cfg.train.log_every == 0:
+                log.write(json.dumps(_log_row(info)) + "\n")
+                log.flush()
+            if _due(cfg.eval.every, info, cfg):
+                # FSDP: every process gathers the weights, the main one evaluates alone.
+                with whole_weights(model, reshard):
+                    if main and _evaluate_during(run, model, held_out, info, evals, log):
+                        accelerator.set_trigger()
+                if accelerator.check_trigger():  # every process stops at the same step
+                    stopped = True
+                    steps.close()
+                    break
+            if _due(cfg.train.save_every, info, cfg):
+                if main:
                     log.flush()
-                if cfg.eval.every and info.step % cfg.eval.every == 0 and info.step < cfg.train.max_steps:
-                    # FSDP: every process gathers the weights, the main one evaluates alone.
-                    with whole_weights(model, reshard):
-                        if main and _evaluate_during(cfg, loaded, model, held_out, info, metric, evals, log, out):
-                            accelerator.set_trigger()
-                    if accelerator.check_trigger():  # every process stops at the same step
-                        stopped = True
-                        steps.close()
-                        break
-                if cfg.train.save_every and info.step % cfg.train.save_every == 0 and info.step < cfg.train.max_steps:
-                    if main:
-                        log.flush()
-                    with whole_weights(model, reshard):
-                        save_checkpoint(out, model, cfg.adapter.method, state, {**extra, "evals": evals},
-                                        accelerator.process_index, accelerator.wait_for_everyone)
-        except NonFiniteLoss as exc:
-            good = latest_checkpoint(out)
-            where = (f"the last good checkpoint is {good}; continue from it with `tasktune train CONFIG --resume` "
-                     "after lowering train.lr or raising train.warmup_steps" if good else
-                     "no checkpoint was saved (train.save_every); lower train.lr or raise train.warmup_steps and start over")
-            raise TrainingStopped(f"training stopped: {exc}; {where}") from None
-        except (torch.OutOfMemoryError, MemoryError):
-            raise TrainingStopped(f"training stopped at step {state.step + 1}: {_advice(cfg)}") from None
+                with whole_weights(model, reshard):
+                    save_checkpoint(run.out, model, cfg.adapter.method, state, {**extra, "evals": evals},
+                                    accelerator.process_index, accelerator.wait_for_everyone)
         if last is None:
-            raise TrainingStopped(f"{out}: the run had already reached train.max_steps={cfg.train.max_steps} "
+            raise TrainingStopped(f"{run.out}: the run had already reached train.max_steps={cfg.train.max_steps} "
                                   f"at step {state.step}; nothing left to train")
         if main and last.step % cfg.train.log_every:
             log.write(json.dumps(_log_row(last)) + "\n")  # the last step, always logged
-    if stopped and main:
-        tqdm.write(f"train.stop_at={cfg.train.stop_at} reached at step {last.step} of {cfg.train.max_steps}: "
-                   f"{metric} {metric_text(metric, evals[-1][metric])} on {evals[-1]['n']} held-out; training stops here")
-    return TrainResult(last, metric, evals, stopped)
+    if stopped:
+        run.say(f"train.stop_at={cfg.train.stop_at} reached at step {last.step} of {cfg.train.max_steps}: {run.metric} "
+                f"{metric_text(run.metric, evals[-1][run.metric])} on {evals[-1]['n']} held-out; training stops here")
+    return TrainResult(last, run.metric, evals, stopped)
+
+
+@contextmanager
+def _stopped_as_advice(run: _Run, state: LoopState):
+    """A diverged loss or a full memory becomes :class:`TrainingStopped`, whose message
+    says where the run stands (its last good checkpoint) and what to change."""
+    try:
+        yield
+    except NonFiniteLoss as exc:
+        good = latest_checkpoint(run.out)
+        where = (f"the last good checkpoint is {good}; continue from it with `tasktune train CONFIG --resume` "
+                 "after lowering train.lr or raising train.warmup_steps" if good else
+                 "no checkpoint was saved (train.save_every); lower train.lr or raise train.warmup_steps and start over")
+        raise TrainingStopped(f"training stopped: {exc}; {where}") from None
+    except (torch.OutOfMemoryError, MemoryError):
+        raise TrainingStopped(f"training stopped at step {state.step + 1}: {_advice(run.cfg)}") from None
 
 
 def _reshard_after_forward(accelerator) -> bool:
@@ -217,68 +242,11 @@ def _reshard_after_forward(accelerator) -> bool:
     return bool(getattr(plugin, "reshard_after_forward", True))
 
 
-def _prepare_folder(out: Path, resume: bool, overwrite: bool, clean: bool) -> Path | None:
-    """Check the run folder against the flags; returns the checkpoint to resume from.
-    ``clean`` (the main process): delete what ``overwrite`` replaces, and unfinished
-    checkpoint writes.
-
-    Raises:
-        ValueError: the folder holds a run and neither flag was given, or ``resume``
-            finds nothing to resume.
-    """
-    held = out.is_dir() and (any((out / name).exists() for name in RUN_FILES) or latest_checkpoint(out) is not None)
-    if resume:
-        if (out / "metrics.json").is_file():
-            raise ValueError(f"{out}: this run has finished (metrics.json); nothing to resume. "
-                             "Start over with --overwrite, or give another output_dir")
-        found = latest_checkpoint(out)
-        if found is None:
-            raise ValueError(f"{out}: no complete checkpoint-STEP/ to resume from (train.save_every writes them); "
-                             "start over with --overwrite")
-        if clean:
-            for partial in out.glob(".checkpoint-*"):  # a write the crash cut short
-                shutil.rmtree(partial)
-        return found
-    if held and not overwrite:
-        raise ValueError(f"{out} already holds a run; continue it with --resume, start over with --overwrite "
-                         "(deletes that run's files), or give another output_dir=...")
-    if held and clean:
-        for name in RUN_FILES:
-            path = out / name
-            shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
-        for path in list(out.glob("checkpoint-*")) + list(out.glob(".checkpoint-*")):
-            shutil.rmtree(path)
-    return None
-
-
-def _truncate_log(path: Path, step: int) -> None:
-    """Drop the log lines of steps after ``step`` (a resumed run writes them again)."""
-    lines = path.read_text(encoding="utf-8").splitlines(keepends=True) if path.is_file() else []
-    path.write_text("".join(line for line in lines if json.loads(line).get("step", 0) <= step), encoding="utf-8")
-
-
 def _weights_dtype(cfg: RunConfig) -> torch.dtype:
     """The dtype the base will be loaded in on this machine (GPU when there is one)."""
     from tasktune.model import pick_dtype
 
     return pick_dtype(cfg.dtype, torch.device("cuda" if torch.cuda.is_available() else "cpu"))
-
-
-def _config_changes(out: Path, cfg: RunConfig) -> list[str]:
-    """Keys whose value differs from the run's saved config.yaml."""
-    saved_path = out / "config.yaml"
-    if not saved_path.is_file():
-        return []
-
-    def flat(d: dict, prefix: str = "") -> dict:
-        items = {}
-        for k, v in d.items():
-            items.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
-        return items
-
-    saved = flat(yaml.safe_load(saved_path.read_text(encoding="utf-8")) or {})
-    now = flat(yaml.safe_load(yaml.safe_dump(config_to_dict(cfg), allow_unicode=True)))
-    return [f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in sorted(set(saved) | set(now)) if saved.get(k) != now.get(k)]
 
 
 def finetune(cfg: RunConfig, resume: bool = False, overwrite: bool = False) -> dict:
@@ -301,78 +269,100 @@ def finetune(cfg: RunConfig, resume: bool = False, overwrite: bool = False) -> d
         TrainingStopped: the loss went nan/inf or memory ran out.
     """
     start = time.perf_counter()
-    timing: dict[str, float] = {}
+    run = _prepare(cfg, resume, overwrite)
+    timing = {"load": time.perf_counter() - start}
+    clock = time.perf_counter()
+    metrics = {"metric": run.metric, **_evaluate_base(run)}
+    timing["base_eval"] = time.perf_counter() - clock
+    model, state, evals = _apply_adapter(run, metrics)
+    result = _train(run, model, state, evals, {"base": metrics["base"]} if "base" in metrics else {})
+    run.accelerator.wait_for_everyone()
+    model = run.accelerator.unwrap_model(model)
+    # FSDP: the weights are gathered whole for good (every process), then the main one
+    # saves and evaluates alone while the others end.
+    gather_weights(model)
+    if not run.main:
+        return {}
+    saved = save_adapter(model, cfg.adapter.method, run.out / "adapter")
+    run.loaded.model = model
+    timing["train"] = result.last.seconds
+    clock = time.perf_counter()
+    rows = _evaluate_final(run, result, state.counts, saved, metrics)
+    timing["final_eval"] = time.perf_counter() - clock
+    timing["total"] = time.perf_counter() - start
+    metrics["seconds"] = {k: round(v, 1) for k, v in timing.items()}
+    _write_run(run, metrics, rows, result.last)
+    return metrics
+
+
+def _prepare(cfg: RunConfig, resume: bool, overwrite: bool) -> _Run:
+    """The folder checked against the flags, the data read (bad files fail here, before
+    the model loads), the base loaded, the generation cap settled and config.yaml written."""
     out = Path(cfg.output_dir)
     accelerator = make_accelerator(cfg.train, cfg.seed, _weights_dtype(cfg))
-    main = accelerator.is_main_process
-    say = print if main else (lambda *a, **k: None)
-    found = _prepare_folder(out, resume, overwrite, main)
+    found = prepare_folder(out, resume, overwrite, accelerator.is_main_process)
     accelerator.wait_for_everyone()
     out.mkdir(parents=True, exist_ok=True)
-
     # Every process reads the same stream and trains on its share of each batch.
     data = build_datasets(cfg.data, cfg.eval.max_examples, cfg.eval.seed, cfg.seed)
-    if data.skipped_rows:
-        say(f"skipped {len(data.skipped_rows)} bad row(s) (data.file.on_bad_row: skip), first: {data.skipped_rows[0]}")
+    if data.skipped_rows and accelerator.is_main_process:
+        print(f"skipped {len(data.skipped_rows)} bad row(s) (data.file.on_bad_row: skip), first: {data.skipped_rows[0]}")
     metric = headline_metric(cfg, data.eval)
     if metric == "exact_match" and cfg.train.stop_at is not None and cfg.train.stop_at > 1:
         raise ValueError(f"train.stop_at={cfg.train.stop_at}: this task's eval.metric is exact_match, a share "
                          "within (0, 1]; write e.g. 0.99, or set eval.metric to a ROUGE/BLEU figure")
-    adapter = get_adapter(cfg.adapter.method)
-    loaded: Loaded = load_base(cfg, accelerator.device, training=True, trains_base=adapter.TRAINS_BASE)
-    timing["load"] = time.perf_counter() - start
+    trains_base = get_adapter(cfg.adapter.method).TRAINS_BASE
+    loaded = load_base(cfg, accelerator.device, training=True, trains_base=trains_base)
     # Resolve the generation budget once, so predict/chat/eval of this run use the same.
     budget = max_new_tokens_for(cfg, loaded.tokenizer, data.eval)
     cfg = loaded.cfg = replace(cfg, generate=replace(cfg.generate, max_new_tokens=budget))
-    if found is not None:
-        changes = _config_changes(out, cfg)
-        if changes:
-            say(f"warning: resuming with settings that differ from {out / 'config.yaml'}: " + "; ".join(changes))
-    if main:
+    run = _Run(cfg, out, accelerator, data, loaded, metric, found)
+    if found is not None and (changes := config_changes(out, cfg)):
+        run.say(f"warning: resuming with settings that differ from {out / 'config.yaml'}: " + "; ".join(changes))
+    if run.main:
         (out / "config.yaml").write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False, allow_unicode=True))
-    metrics: dict = {"metric": metric}
-    clock = time.perf_counter()
-    if found is None and cfg.eval.base and main:
-        metrics["base"], _ = evaluate_examples(loaded, data.eval, "eval base")
-        say(f"base {metric}: {metric_text(metric, metrics['base'][metric])} on {metrics['base']['n']} held-out")
-    timing["base_eval"] = time.perf_counter() - clock
+    return run
 
-    # A resumed run applies the adapter as the first run did (same random initialisation),
-    # then the checkpoint overwrites it, and its random states take over from there.
-    model = adapter.apply(loaded.model, cfg.adapter)
-    state, evals = LoopState(), []
-    if found is not None:
-        state, saved = load_checkpoint(found, model, accelerator.process_index)
-        say(f"resuming {out} from {found.name}: step {state.step} of {cfg.train.max_steps}")
-        if "base" in saved:
-            metrics["base"] = saved["base"]
-        evals = list(saved.get("evals", []))
-        if main:
-            _truncate_log(out / "train_log.jsonl", state.step)
-    extra = {"base": metrics["base"]} if "base" in metrics else {}
-    result = _train(cfg, model, accelerator, loaded, data, state, out, metric, evals, extra)
-    counts = state.counts
-    last = result.last
-    accelerator.wait_for_everyone()
-    model = accelerator.unwrap_model(model)
-    # FSDP: the weights are gathered whole for good (every process), then the main one
-    # saves and evaluates alone while the others end.
-    gather_weights(model)
-    if not main:
+
+def _evaluate_base(run: _Run) -> dict:
+    """``{"base": summary}`` for a fresh run that asks for it (main process); else empty."""
+    if run.found is not None or not run.cfg.eval.base or not run.main:
         return {}
-    saved = save_adapter(model, cfg.adapter.method, out / "adapter")
+    base, _ = evaluate_examples(run.loaded, run.data.eval, "eval base")
+    run.say(f"base {run.metric}: {metric_text(run.metric, base[run.metric])} on {base['n']} held-out")
+    return {"base": base}
 
-    timing["train"] = last.seconds
-    loaded.model = model
-    clock = time.perf_counter()
-    metrics["final"], rows = evaluate_examples(loaded, data.eval, "eval tuned")
+
+def _apply_adapter(run: _Run, metrics: dict) -> tuple[object, LoopState, list[dict]]:
+    """The base with its adapter; for a resumed run, the checkpoint's weights, loop state,
+    base figures (into ``metrics``) and earlier in-training evaluations.
+
+    A resumed run applies the adapter as the first run did (same random initialisation),
+    then the checkpoint overwrites it, and its random states take over from there.
+    """
+    model = get_adapter(run.cfg.adapter.method).apply(run.loaded.model, run.cfg.adapter)
+    if run.found is None:
+        return model, LoopState(), []
+    state, saved = load_checkpoint(run.found, model, run.accelerator.process_index)
+    run.say(f"resuming {run.out} from {run.found.name}: step {state.step} of {run.cfg.train.max_steps}")
+    if "base" in saved:
+        metrics["base"] = saved["base"]
+    if run.main:
+        truncate_log(run.out / "train_log.jsonl", state.step)
+    return model, state, list(saved.get("evals", []))
+
+
+def _evaluate_final(run: _Run, result: TrainResult, counts, saved: Path, metrics: dict) -> list[dict]:
+    """The tuned model on the held-out set, with the training and data figures, into
+    ``metrics``; returns the prediction rows."""
+    metrics["final"], rows = evaluate_examples(run.loaded, run.data.eval, "eval tuned")
     metrics["by_category"] = merge_categories(metrics.get("base"), metrics["final"])
-    metrics["train"] = _train_figures(last)
-    metrics["train"].update(_footprint(model, saved))
+    metrics["train"] = {**_train_figures(result.last), **_footprint(run.loaded.model, saved)}
     if result.evals:
         metrics["evals"] = result.evals
         metrics["best"] = {**result.best, "checkpoint": "checkpoint-best"}
         metrics["train"]["stopped_at_target"] = result.stopped_at_target
+    data = run.data
     metrics["data"] = {
         "train_size": data.train_size if data.train_size is not None else "fresh problems each step",
         "eval_size": len(data.eval),
@@ -380,17 +370,19 @@ def finetune(cfg: RunConfig, resume: bool = False, overwrite: bool = False) -> d
         "dropped_overlong": counts.dropped,
         "truncated_overlong": counts.truncated,
     }
-    timing["final_eval"] = time.perf_counter() - clock
-    timing["total"] = time.perf_counter() - start
-    metrics["seconds"] = {k: round(v, 1) for k, v in timing.items()}
+    return rows
+
+
+def _write_run(run: _Run, metrics: dict, rows: list[dict], last: StepInfo) -> None:
+    """metrics.json, predictions.jsonl and report.md, and the closing lines."""
+    out, metric = run.out, run.metric
     write_json(out / "metrics.json", metrics)
     write_jsonl(out / "predictions.jsonl", rows)
-    write_report(out, run_summary(cfg), metrics, rows, read_log(out / "train_log.jsonl"))
+    write_report(out, run_summary(run.cfg), metrics, rows, read_log(out / "train_log.jsonl"))
     base = metric_text(metric, metrics["base"][metric]) if "base" in metrics else "not evaluated"
-    say(
+    run.say(
         f"{metric} on {metrics['final']['n']} held-out examples: base {base} -> tuned "
         f"{metric_text(metric, metrics['final'][metric])} ({last.step} steps, {last.seconds / 60:.1f} min of training, "
-        f"{timing['total'] / 60:.1f} min in all)"
+        f"{metrics['seconds']['total'] / 60:.1f} min in all)"
     )
-    say(f"run folder: {out}  (report.md with plots, metrics.json, predictions.jsonl, adapter/)")
-    return metrics
+    run.say(f"run folder: {out}  (report.md with plots, metrics.json, predictions.jsonl, adapter/)")

@@ -28,22 +28,16 @@ from typing import Iterator
 import torch
 from tqdm.auto import tqdm
 
-from tasktune.config import EncodingConfig, TrainConfig
+from tasktune.config.encoding import EncodingConfig
+from tasktune.config.train import TrainConfig
 from tasktune.data.example import Example
-from tasktune.encoding import ChatEncoder, Encoded, pack, pad_id_for, pad_right
-from tasktune.train.loss import count_supervised, loss_width, supervised_loss_sum
-from tasktune.train.schedule import lr_at, steps_that_fit
+from tasktune.encoding import ChatEncoder, Encoded, pad_id_for, pad_right
+from tasktune.train.batches import EncodeCounts, computed_tokens, global_batches, packed_parts, packing_matches
+from tasktune.train.loss import count_supervised, supervised_loss_sum
+from tasktune.train.schedule import Pace, lr_at, reschedule_message
 from tasktune.train.shard import broadcast_from_main, is_sharded, shard_optimizer_state
 
 __all__ = ["StepInfo", "EncodeCounts", "LoopState", "NonFiniteLoss", "TrainingStopped", "make_accelerator", "train_steps"]
-
-
-@dataclass
-class EncodeCounts:
-    """Examples that did not go in whole: dropped or truncated for being overlong."""
-
-    dropped: int = 0
-    truncated: int = 0
 
 
 class TrainingStopped(RuntimeError):
@@ -175,94 +169,129 @@ def _counted(stream: Iterator[Example], state: LoopState) -> Iterator[Example]:
         yield example
 
 
-def _global_batches(
-    stream: Iterator[Example], encoder: ChatEncoder, enc: EncodingConfig, size: int, counts: EncodeCounts
-) -> Iterator[list[Encoded]]:
-    """Lists of ``size`` encoded examples (one optimizer step's global batch); overlong
-    ones are counted, and dropped or truncated by ``enc.overlong``."""
-    while True:
-        rows: list[Encoded] = []
-        while len(rows) < size:
-            encoded = encoder.encode(next(stream), enc.max_length, enc.overlong)
-            if encoded is None:
-                counts.dropped += 1
-                if counts.dropped > 1000 and counts.dropped > 10 * (counts.truncated + 1) and not rows:
-                    raise ValueError(
-                        f"{counts.dropped} examples in a row are longer than encoding.max_length="
-                        f"{enc.max_length}; raise it or set encoding.overlong: truncate"
-                    )
-                continue
-            counts.truncated += encoded.truncated
-            rows.append(encoded)
-        yield rows
-
-
-def _computed_tokens(batch: dict[str, torch.Tensor], micro_batches: int, procs: int) -> tuple[int, int]:
-    """Token positions a step runs through the model over every process, and how many
-    of them are padding: each process's share of each micro-batch is cut to its own width."""
-    rows = batch["labels"].shape[0] // micro_batches
-    total = padding = 0
-    for j in range(micro_batches):
-        for rank in range(procs):
-            part = slice(j * rows + rank * rows // procs, j * rows + (rank + 1) * rows // procs)
-            width = loss_width(batch["labels"][part])
-            mask = batch["attention_mask"][part, :width]
-            total += mask.numel()
-            padding += mask.numel() - int(mask.sum())
-    return total, padding
-
-
-def _packed_parts(rows: list[Encoded], micro: int, rank: int, micro_batches: int, procs: int) -> tuple[list[dict], int]:
-    """This process's micro-batches, each its share of rows packed end to end
-    (:func:`tasktune.encoding.pack`), and the token positions the step runs over every
-    process: each pack cut after its last position that feeds the loss (no padding)."""
-    parts, total = [], 0
-    for j in range(micro_batches):
-        group = rows[j * micro : (j + 1) * micro]
-        for r in range(procs):
-            share = group[r * micro // procs : (r + 1) * micro // procs]
-            packed = pack([x.input_ids for x in share], [x.labels for x in share])
-            total += loss_width(packed["labels"])
-            if r == rank:
-                parts.append(packed)
-    return parts, total
-
-
-def packing_matches(model, rows: list[Encoded], pad_id: int, half: bool = False) -> bool:
-    """Whether ``model`` computes the same loss for ``rows`` packed as padded: true for
-    transformers' models that read packed rows from position ids; false where the rows
-    would see each other (a prefix adapter's cache, a model that ignores position ids).
-    Run without dropout; float32 to 1e-4, 16-bit weights or ``half`` (16-bit autocast)
-    to 2e-2."""
-    padded = pad_right([r.input_ids for r in rows], [r.labels for r in rows], pad_id)
-    packed = pack([r.input_ids for r in rows], [r.labels for r in rows])
-    training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            device = next(model.parameters()).device
-            plain = supervised_loss_sum(model, {k: v.to(device) for k, v in padded.items()})
-            joined = supervised_loss_sum(model, {k: v.to(device) for k, v in packed.items()})
-    finally:
-        model.train(training)
-    half = half or any(p.dtype in (torch.float16, torch.bfloat16) for p in model.parameters())
-    return bool(torch.isclose(joined.float(), plain.float(), rtol=2e-2 if half else 1e-4, atol=1e-4))
-
-
-def reschedule_message(fits: int, cfg: TrainConfig) -> str:
-    """What the loop says when the time budget moves the schedule's end to ``fits``."""
-    if fits >= cfg.max_steps:
-        return (f"train.max_minutes={cfg.max_minutes}: at this pace all {cfg.max_steps} steps fit again; "
-                "the schedule ends on train.max_steps")
-    return f"train.max_minutes={cfg.max_minutes}: at this pace {fits} of {cfg.max_steps} steps fit; the schedule now ends there"
-
-
 def _agreed(accelerator, flag: bool) -> bool:
     """``flag`` where every process has it (one decision for all)."""
     if accelerator.num_processes == 1:
         return flag
     return bool(accelerator.reduce(torch.tensor([int(flag)], device=accelerator.device), "sum").item()
                 == accelerator.num_processes)
+
+
+
+
+@dataclass
+class _Cut:
+    """How a step's global batch is cut: ``accum`` micro-batches of ``micro`` rows, each
+    shared out over ``procs`` processes; this one (``rank``) takes rows ``mine`` of each."""
+
+    accum: int
+    micro: int
+    procs: int
+    rank: int
+
+    @property
+    def mine(self) -> slice:
+        return slice(self.rank * self.micro // self.procs, (self.rank + 1) * self.micro // self.procs)
+
+
+class _Steps:
+    """One optimizer step's forward and backward passes (the update is the caller's).
+
+    The step's rows are padded once, so every process counts the same supervised tokens;
+    each micro-batch's share is then cut to its own width (padded) or packed end to end
+    (``train.packing``, trusted only once :func:`packing_matches` says so on this model).
+    """
+
+    def __init__(self, model, accelerator, cfg: TrainConfig, pad_id: int):
+        self.model, self.accelerator, self.cfg, self.pad_id = model, accelerator, cfg, pad_id
+        procs = accelerator.num_processes
+        self.cut = _Cut(cfg.grad_accum, cfg.batch_size // cfg.grad_accum, procs, accelerator.process_index)
+        # One process only: under DDP the prefix would be a second forward before backward.
+        self.share = cfg.share_prefix and procs == 1 and not cfg.gradient_checkpointing
+        self.packing, self.packing_checked = cfg.packing, False
+
+    def __call__(self, rows: list[Encoded], state: LoopState, bar) -> tuple[float, int]:
+        """Gradients of ``rows`` (the global batch) accumulated; returns the step's loss
+        (summed over processes) and its supervised tokens."""
+        cut, accelerator = self.cut, self.accelerator
+        if cut.accum > 1:
+            # Shortest rows first: each micro-batch is then computed only as wide as
+            # its own longest row; the step's summed loss and gradients are the same.
+            rows.sort(key=lambda r: len(r.input_ids))
+        step_batch = pad_right([r.input_ids for r in rows], [r.labels for r in rows], self.pad_id)
+        n_sup = max(1, count_supervised(step_batch["labels"]))
+        state.tokens += int(step_batch["attention_mask"].sum())
+        if self.packing and not self.packing_checked:  # once, on this model, before it is trusted
+            self._check_packing(rows, bar)
+        if self.packing:
+            parts, computed = packed_parts(rows, cut.micro, cut.rank, cut.accum, cut.procs)
+            padding = 0
+        else:
+            parts = [{k: v[j * cut.micro : (j + 1) * cut.micro][cut.mine] for k, v in step_batch.items()} for j in range(cut.accum)]
+            computed, padding = computed_tokens(step_batch, cut.accum, cut.procs)
+        state.computed += computed
+        state.padding += padding
+        loss_total = torch.zeros((), dtype=torch.float32)
+        for j, part in enumerate(parts):
+            batch = {k: v.to(accelerator.device) for k, v in part.items()}
+            # Gradients are averaged over processes only on the last micro-batch.
+            with accelerator.no_sync(self.model) if j < cut.accum - 1 else nullcontext():
+                loss = supervised_loss_sum(self.model, batch, self.share) / n_sup
+                accelerator.backward(loss * cut.procs)  # DDP averages over processes; we want the sum
+            loss_total += loss.detach().float().cpu()
+        if cut.procs > 1:
+            loss_total = accelerator.reduce(loss_total.to(accelerator.device), "sum").cpu()
+        return float(loss_total), n_sup
+
+    def _check_packing(self, rows: list[Encoded], bar) -> None:
+        self.packing_checked = True
+        half = self.accelerator.mixed_precision != "no"
+        share = rows[: self.cut.micro][self.cut.mine]
+        self.packing = _agreed(self.accelerator, packing_matches(self.model, share, self.pad_id, half))
+        self.share = self.share and not self.packing
+        if not self.packing:
+            bar.write("train.packing: on this model packed rows give another loss than padded rows (a prefix "
+                      "adapter's cache, or a model that does not tell packed rows apart by their position ids); "
+                      "it trains padded")
+
+
+def _prepare(model, accelerator, cfg: TrainConfig, state: LoopState, groups: list[dict] | None):
+    """The optimizer over ``groups``, both through ``accelerator.prepare`` (a resumed
+    run's optimizer state loaded); returns the model, the optimizer and its parameters."""
+    if groups is None:
+        groups = [{"params": [p for p in model.parameters() if p.requires_grad], "lr_scale": 1.0}]
+    params = [p for g in groups for p in g["params"]]
+    if not params:
+        raise ValueError("the model has no trainable parameters; check adapter settings")
+    _float32_trainable(params)
+    procs = accelerator.num_processes
+    if cfg.batch_size % (cfg.grad_accum * procs):
+        raise ValueError(f"train.batch_size={cfg.batch_size} must split evenly into train.grad_accum="
+                         f"{cfg.grad_accum} micro-batches over {procs} process(es); use a multiple of {cfg.grad_accum * procs}")
+    optimizer = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(cfg.adam_beta1, cfg.adam_beta2))
+    if cfg.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if hasattr(model, "enable_input_require_grads"):
+            model.enable_input_require_grads()
+    if procs > 1 and accelerator.distributed_type == "FSDP":
+        broadcast_from_main(params)  # one initialisation for all (DDP does this itself)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    # FSDP replaces the parameters by sharded ones (the optimizer is switched over).
+    params = [p for g in optimizer.param_groups for p in g["params"]]
+    if state.optimizer_state is not None:
+        optimizer.load_state_dict(shard_optimizer_state(optimizer, state.optimizer_state))
+        state.optimizer_state = None
+    state.optimizer = optimizer
+    return model, optimizer, params
+
+
+def _took(accelerator, started: float) -> float:
+    """Seconds since ``started``; over processes their mean, one clock for all (every
+    process must end and reschedule on the same step)."""
+    took = time.perf_counter() - started
+    if accelerator.num_processes > 1:
+        took = float(accelerator.reduce(torch.tensor([took], device=accelerator.device), "mean").cpu())
+    return took
 
 
 def train_steps(
@@ -303,130 +332,44 @@ def train_steps(
         NonFiniteLoss: a step's loss or gradient norm is nan or inf (not applied).
         ValueError: the batch does not split over accumulation and processes.
     """
-    if groups is None:
-        groups = [{"params": [p for p in model.parameters() if p.requires_grad], "lr_scale": 1.0}]
-    params = [p for g in groups for p in g["params"]]
-    if not params:
-        raise ValueError("the model has no trainable parameters; check adapter settings")
-    _float32_trainable(params)
-    procs, rank = accelerator.num_processes, accelerator.process_index
-    if cfg.batch_size % (cfg.grad_accum * procs):
-        raise ValueError(f"train.batch_size={cfg.batch_size} must split evenly into train.grad_accum="
-                         f"{cfg.grad_accum} micro-batches over {procs} process(es); use a multiple of {cfg.grad_accum * procs}")
-    optimizer = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(cfg.adam_beta1, cfg.adam_beta2))
-    if cfg.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        if hasattr(model, "enable_input_require_grads"):
-            model.enable_input_require_grads()
-    if procs > 1 and accelerator.distributed_type == "FSDP":
-        broadcast_from_main(params)  # one initialisation for all (DDP does this itself)
-    model, optimizer = accelerator.prepare(model, optimizer)
-    # FSDP replaces the parameters by sharded ones (the optimizer is switched over).
-    params = [p for g in optimizer.param_groups for p in g["params"]]
-    if state.optimizer_state is not None:
-        optimizer.load_state_dict(shard_optimizer_state(optimizer, state.optimizer_state))
-        state.optimizer_state = None
-    state.optimizer = optimizer
+    model, optimizer, params = _prepare(model, accelerator, cfg, state, groups)
     model.train()
-    pad_id = pad_id_for(encoder.tokenizer, encoder.stop_id)
-    micro = cfg.batch_size // cfg.grad_accum
-    mine = slice(rank * micro // procs, (rank + 1) * micro // procs)
-    # One process only: under DDP the prefix would be a second forward before backward.
-    share = cfg.share_prefix and procs == 1 and not cfg.gradient_checkpointing
-    packing, packing_checked = cfg.packing, False
-    batches = _global_batches(_counted(stream, state), encoder, enc, cfg.batch_size, state.counts)
+    forward_backward = _Steps(model, accelerator, cfg, pad_id_for(encoder.tokenizer, encoder.stop_id))
+    batches = global_batches(_counted(stream, state), encoder, enc, cfg.batch_size, state.counts)
     bar = tqdm(total=cfg.max_steps, initial=state.step, desc="train", unit="step", disable=not accelerator.is_local_main_process)
     if is_sharded(model) and accelerator.is_main_process:
-        tqdm.write(f"parameters, gradients and optimizer state sharded by FSDP2 over {procs} processes", file=sys.stderr)
-    # Seconds of this loop's own work: time the caller spends between steps (saving a
-    # checkpoint, evaluating) is not training time and does not use up max_minutes.
-    deadline = 60.0 * cfg.max_minutes if cfg.max_minutes else float("inf")
-    # The schedule is a function of the step (runs reproduce); when max_minutes cannot
-    # hold max_steps at the recent pace, the run is shortened to what fits and the decay
-    # still ends at its floor. Checked every 10% of max_steps on the pace since the last
-    # check; the first steps (up to 10), slow while memory is allocated, are left out of
-    # the pace (measured: 1.7 s/step over the demo's first 10 steps, then 1.4), and a
-    # later check may give back steps a passing slowdown took.
+        tqdm.write(f"parameters, gradients and optimizer state sharded by FSDP2 over {accelerator.num_processes} processes",
+                   file=sys.stderr)
     if state.total is None:
         state.total = cfg.max_steps
-    checks = {cfg.max_steps * k // 10 for k in range(1, 10)} - {0, 1}
-    window, window_steps = 0.0, 0
-    settled = state.step + min(10, max(1, cfg.max_steps // 20))  # steps before it are not the pace
+    pace = Pace(cfg, state.step)
     try:
         for step in range(state.step, cfg.max_steps):
-            if step >= state.total:
+            if step >= state.total:  # the time budget moved the end closer
                 break
             started = time.perf_counter()
             lr = lr_at(step, cfg, state.total)
             for group in optimizer.param_groups:
                 group["lr"] = lr * group["lr_scale"]
-            rows = next(batches)
-            if cfg.grad_accum > 1:
-                # Shortest rows first: each micro-batch is then computed only as wide as
-                # its own longest row; the step's summed loss and gradients are the same.
-                rows.sort(key=lambda r: len(r.input_ids))
-            # The whole step's batch, padded once: every process counts the same
-            # supervised tokens and slices its share (the loss cuts each slice to the
-            # columns that reach it).
-            step_batch = pad_right([r.input_ids for r in rows], [r.labels for r in rows], pad_id)
-            n_sup = max(1, count_supervised(step_batch["labels"]))
-            loss_total = torch.zeros((), dtype=torch.float32)
-            state.tokens += int(step_batch["attention_mask"].sum())
-            if packing and not packing_checked:  # once, on this model, before it is trusted
-                packing_checked = True
-                half = accelerator.mixed_precision != "no"
-                packing = _agreed(accelerator, packing_matches(model, rows[:micro][mine], pad_id, half))
-                share = share and not packing
-                if not packing:
-                    bar.write("train.packing: on this model packed rows give another loss than padded rows (a prefix "
-                              "adapter's cache, or a model that does not tell packed rows apart by their position ids); "
-                              "it trains padded")
-            if packing:
-                parts, computed = _packed_parts(rows, micro, rank, cfg.grad_accum, procs)
-                padding = 0
-            else:
-                computed, padding = _computed_tokens(step_batch, cfg.grad_accum, procs)
-            state.computed += computed
-            state.padding += padding
-            for j in range(cfg.grad_accum):
-                if packing:
-                    batch = {k: v.to(accelerator.device) for k, v in parts[j].items()}
-                else:
-                    batch = {k: v[j * micro : (j + 1) * micro][mine].to(accelerator.device) for k, v in step_batch.items()}
-                # Gradients are averaged over processes only on the last micro-batch.
-                with accelerator.no_sync(model) if j < cfg.grad_accum - 1 else nullcontext():
-                    loss = supervised_loss_sum(model, batch, share) / n_sup
-                    accelerator.backward(loss * procs)  # DDP averages over processes; we want the sum
-                loss_total += loss.detach().float().cpu()
-            if procs > 1:
-                loss_total = accelerator.reduce(loss_total.to(accelerator.device), "sum").cpu()
+            loss, n_sup = forward_backward(next(batches), state, bar)
             grad_norm = float(accelerator.clip_grad_norm_(params, cfg.max_grad_norm if cfg.max_grad_norm > 0 else math.inf))
-            loss_value = float(loss_total)
-            if not (math.isfinite(loss_value) and math.isfinite(grad_norm)):
+            if not (math.isfinite(loss) and math.isfinite(grad_norm)):
                 optimizer.zero_grad(set_to_none=True)
-                raise NonFiniteLoss(step + 1, loss_value, grad_norm)
+                raise NonFiniteLoss(step + 1, loss, grad_norm)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
-            state.step = step + 1
-            state.examples += cfg.batch_size
-            state.supervised += n_sup
-            took = time.perf_counter() - started
-            if procs > 1:  # one clock for all: every process must end and reschedule on the same step
-                took = float(accelerator.reduce(torch.tensor([took], device=accelerator.device), "mean").cpu())
+            state.step, state.examples, state.supervised = step + 1, state.examples + cfg.batch_size, state.supervised + n_sup
+            took = _took(accelerator, started)
             state.seconds += took
-            if step >= settled:
-                window, window_steps = window + took, window_steps + 1
-            if step + 1 in checks and step + 1 < state.total:
-                fits = steps_that_fit(step + 1, state.seconds, window, window_steps, cfg, cfg.max_steps)
-                if fits != state.total:
-                    bar.write(reschedule_message(fits, cfg))
-                    state.total = fits
-                window, window_steps = 0.0, 0
+            fits = pace.record(step, took, state.seconds, state.total)
+            if fits != state.total:
+                bar.write(reschedule_message(fits, cfg))
+                state.total = fits
             bar.update(1)
-            bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}", ex_s=f"{state.examples / state.seconds:.1f}")
-            yield StepInfo(step + 1, loss_value, lr, grad_norm, state.examples, state.tokens, state.supervised, state.seconds,
+            bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", ex_s=f"{state.examples / state.seconds:.1f}")
+            yield StepInfo(step + 1, loss, lr, grad_norm, state.examples, state.tokens, state.supervised, state.seconds,
                            state.computed, state.padding)
-            if state.seconds >= deadline:
+            if pace.spent(state.seconds):
                 bar.write(f"train.max_minutes={cfg.max_minutes} reached after {step + 1} of {cfg.max_steps} steps")
                 break
     finally:  # also when the caller stops early (closes the generator)
