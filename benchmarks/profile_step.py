@@ -24,7 +24,6 @@ import sys
 import time
 from collections import defaultdict
 
-import torch
 from torch.profiler import ProfilerActivity, profile
 
 from tasktune.adapters import get_adapter

@@ -27,6 +27,8 @@ from tasktune.encoding import ChatEncoder
 from tasktune.recipes.common import load_base
 from tasktune.train import LoopState, make_accelerator, train_steps
 
+from steptimer import StepTimer
+
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -50,27 +52,17 @@ def main() -> int:
         adapter = get_adapter(cfg.adapter.method)
         model = adapter.apply(copy.deepcopy(loaded.model), cfg.adapter)
         groups = adapter.param_groups(model, cfg.adapter)
-        steps = train_steps(model, accelerator, encoder, data.train, cfg.train, cfg.encoding, LoopState(), groups)
-        runs.append({"steps": steps, "examples": 0, "seconds": 0.0, "last": None})
+        runs.append(StepTimer(train_steps(model, accelerator, encoder, data.train, cfg.train, cfg.encoding, LoopState(), groups)))
     del loaded
-
-    def advance(run, n: int, timed: bool) -> None:
-        for _ in range(n):
-            info = next(run["steps"])
-            if timed and run["last"] is not None:
-                run["examples"] += info.examples - run["last"].examples
-                run["seconds"] += info.seconds - run["last"].seconds
-            run["last"] = info
-
     for run in runs:
-        advance(run, args.warmup, timed=False)
+        run.advance(args.warmup, timed=False)
     for r in range(args.rounds):
         for run in runs if r % 2 == 0 else runs[::-1]:
-            advance(run, args.steps, timed=True)
-    first = runs[0]["examples"] / runs[0]["seconds"]
+            run.advance(args.steps)
+    first = runs[0].rates()["examples_per_second"]
     print(f"{torch.get_num_threads()} threads, {args.rounds} rounds x {args.steps} steps per variant")
     for variant, run in zip(args.variants, runs):
-        rate = run["examples"] / run["seconds"]
+        rate = run.rates()["examples_per_second"]
         print(f"{variant or '(config as is)'}: {rate:.2f} examples/s, {rate / first:.2f}x the first")
     return 0
 

@@ -1,8 +1,9 @@
-"""benchmarks/compare.py: both sides train with the settings it records."""
+"""benchmarks/compare.py: both sides train with the settings it records (compare_sides.py)."""
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,10 +13,13 @@ ROOT = Path(__file__).resolve().parents[3]
 
 @pytest.fixture(scope="module")
 def compare():
-    spec = importlib.util.spec_from_file_location("compare", ROOT / "benchmarks" / "compare.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """benchmarks/compare_sides.py, imported as compare.py imports it (its folder on the path)."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        importlib.import_module("compare")  # the script's own imports hold
+        yield importlib.import_module("compare_sides")
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
 
 
 def test_tasktune_side_trains_with_the_recorded_settings(compare):
@@ -37,5 +41,5 @@ def test_baseline_lora_is_built_from_the_same_config(compare, monkeypatch):
     # Values unlike the benchmark's own, so a LoraConfig that ignored the config would show.
     lora = load_config(compare.CONFIG, [*compare.OVERRIDES, "adapter.lora.r=8", "adapter.lora.alpha=4",
                                         "adapter.lora.dropout=0.1"]).adapter.lora
-    config = compare._lora(object(), lora)
+    config = compare.peft_lora(object(), lora)
     assert (config.r, config.lora_alpha, config.lora_dropout) == (lora.r, lora.alpha, lora.dropout)
