@@ -8,13 +8,20 @@ downloaded. The GLM and GLM-4 folders have their chat template removed: it needs
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import io
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+TASKTUNE = str(Path(sys.executable).with_name("tasktune"))
+"""The installed console script, for tests of the process itself."""
 
 # One torch thread: on 2-layer, hidden-32 models thread synchronisation costs more than
 # it saves (a forward pass: ~0.01 s on one thread, ~0.2 s on two busy cores), and a
@@ -128,3 +135,33 @@ def load_distinct(folder) -> torch.nn.Module:
             if name.startswith("model.layers.") and p.dim() == 2:
                 p.normal_(0.0, 0.3, generator=g)
     return model
+
+
+def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """``tasktune ARGS`` run in this process: the CLI's parsing, the recipe and its
+    messages, with the exit code and both outputs captured as a process would give them
+    (argparse's exit included). No interpreter starts and torch is not imported again,
+    which is most of a short command's time; tests of the process itself (the console
+    script, signals, kill -9, a blocked import) use :func:`run_process`."""
+    from tasktune.cli.main import main
+
+    out, err = io.StringIO(), io.StringIO()
+    before = Path.cwd()
+    try:
+        if cwd is not None:
+            os.chdir(cwd)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main(list(args))
+            except SystemExit as exc:  # argparse's usage errors
+                code = exc.code if isinstance(exc.code, int) else 1
+    finally:
+        os.chdir(before)
+    return subprocess.CompletedProcess(["tasktune", *args], code, out.getvalue(), err.getvalue())
+
+
+def run_process(*args: str, cwd: Path | None = None, input: str | None = None) -> subprocess.CompletedProcess:
+    """``tasktune ARGS`` as a user's shell runs it: the installed console script in a
+    process of its own (one torch thread, no progress bars)."""
+    env = {**os.environ, "TQDM_DISABLE": "1", "OMP_NUM_THREADS": "1"}
+    return subprocess.run([TASKTUNE, *args], capture_output=True, text=True, cwd=cwd, input=input, env=env, timeout=600)

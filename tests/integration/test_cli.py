@@ -1,9 +1,10 @@
-"""Drive the real `tasktune` command end to end on tiny random-weight models."""
+"""Drive the `tasktune` command end to end on tiny random-weight models: in this process
+(:func:`conftest.run_cli`, the CLI's own logic), and as the installed console script where
+the process itself is what a test is about."""
 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,19 +12,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import run_cli, run_process
 from tasktune.data.answers import final_answer
 
 pytestmark = pytest.mark.integration
 
-TASKTUNE = str(Path(sys.executable).with_name("tasktune"))
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "arith_lora.yaml"
-
-
-def tasktune(*args: str, cwd: Path | None = None, input: str | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "TQDM_DISABLE": "1", "OMP_NUM_THREADS": "1"}
-    return subprocess.run(
-        [TASKTUNE, *args], capture_output=True, text=True, cwd=cwd, input=input, env=env, timeout=600
-    )
+tasktune = run_cli
 
 
 @pytest.fixture(scope="module")
@@ -268,7 +263,8 @@ def test_overrides_after_a_flag_are_taken_and_stray_flags_refused(tmp_path: Path
 
 
 def test_missing_config_file(tmp_path: Path):
-    result = tasktune("train", str(tmp_path / "nope.yaml"))
+    """Through the installed console script: its exit code and message as a shell sees them."""
+    result = run_process("train", str(tmp_path / "nope.yaml"))
     assert result.returncode == 1
     assert "nope.yaml" in result.stderr and "Traceback" not in result.stderr
 

@@ -4,9 +4,7 @@ two LoRA runs on one base, streaming and not, errors in OpenAI's shape."""
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
-import sys
 import threading
 import urllib.error
 import urllib.request
@@ -14,31 +12,26 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from conftest import load_distinct
+import openai
+from conftest import TASKTUNE, run_cli
 
 from tasktune.generate import Completion
 
 pytestmark = pytest.mark.integration
 
-openai = pytest.importorskip("openai", reason="the official client is a dev extra (openai)")
-
-TASKTUNE = str(Path(sys.executable).with_name("tasktune"))
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "arith_lora.yaml"
 KEY = "test-key-123"
 
 
 def _train(model_dir: Path, out: Path, seed: int) -> Path:
-    result = subprocess.run(
-        [TASKTUNE, "train", str(CONFIG), f"model={model_dir}", f"output_dir={out}", f"seed={seed}",
-         "train.max_steps=4", "train.batch_size=4", "eval.max_examples=8", "eval.base=false", "train.lr=1e-2"],
-        capture_output=True, text=True, env={"TQDM_DISABLE": "1", "OMP_NUM_THREADS": "1", "PATH": ""}, timeout=600,
-    )
+    result = run_cli("train", str(CONFIG), f"model={model_dir}", f"output_dir={out}", f"seed={seed}",
+                     "train.max_steps=4", "train.batch_size=4", "eval.max_examples=8", "eval.base=false", "train.lr=1e-2")
     assert result.returncode == 0, result.stderr
     return out
 
 
 @pytest.fixture(scope="module")
-def server(tiny_model_dirs, tmp_path_factory):
+def server(distinct_llama_dir, tmp_path_factory):
     """Two LoRA runs of the tiny Llama, served by one process on a free loopback port."""
     from tasktune.recipes.serve import load_served
     from tasktune.serve import Engine, make_server
@@ -46,11 +39,7 @@ def server(tiny_model_dirs, tmp_path_factory):
     root = tmp_path_factory.mktemp("serve")
     # Weights with distinct greedy answers per prompt (conftest.load_distinct): at the
     # default init every answer is the same and near-ties make batched != alone a coin toss.
-    base = root / "llama_distinct"
-    load_distinct(tiny_model_dirs["llama"]).save_pretrained(base)
-    for f in Path(tiny_model_dirs["llama"]).iterdir():
-        if f.name.startswith(("tokenizer", "special_tokens", "chat_template")):
-            shutil.copy(f, base / f.name)
+    base = distinct_llama_dir
     runs = [_train(base, root / "run_a", 1), _train(base, root / "run_b", 2)]
     engine = Engine(load_served(runs))
     http = make_server(engine, "127.0.0.1", 0, KEY, max_tokens_cap=64)

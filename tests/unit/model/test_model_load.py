@@ -68,3 +68,53 @@ def test_pick_dtype():
     assert pick_dtype("float32", cpu) is torch.float32
     assert pick_dtype("bfloat16", cpu) is torch.bfloat16
     assert pick_dtype("float16", cpu) is torch.float16
+
+
+def _fake_gguf(folder: Path) -> ModelSource:
+    (folder / "m.Q4_1.gguf").write_bytes(b"GGUF not really")
+    return resolve_model(str(folder / "m.Q4_1.gguf"))
+
+
+def test_a_gguf_file_converted_before_is_read_from_its_cache_folder(tmp_path, monkeypatch):
+    import transformers
+
+    from tasktune.model import pretrained_args
+
+    monkeypatch.setenv("TASKTUNE_CACHE", str(tmp_path / "cache"))
+    source = _fake_gguf(tmp_path)
+    stat = (tmp_path / "m.Q4_1.gguf").stat()
+    folder = tmp_path / "cache" / "gguf" / f"m.Q4_1-{stat.st_size}-{stat.st_mtime_ns}-transformers-{transformers.__version__}"
+    folder.mkdir(parents=True)  # as a first load leaves it (nothing is converted here: the file is not a model)
+    assert pretrained_args(source) == (str(folder), {"trust_remote_code": False})
+    (tmp_path / "m.Q4_1.gguf").write_bytes(b"GGUF changed")  # another size: another key, so converted again
+
+    class Converting(Exception):
+        pass
+
+    def convert(path, **kwargs):
+        assert kwargs["gguf_file"] == "m.Q4_1.gguf" and path == str(tmp_path)
+        raise Converting
+
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", convert)
+    with pytest.raises(Converting):
+        pretrained_args(source)
+
+
+def test_a_gguf_file_over_the_limit_is_read_as_gguf(tmp_path, monkeypatch):
+    from tasktune.model import load
+
+    monkeypatch.setenv("TASKTUNE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(load, "GGUF_CACHE_LIMIT", 4)
+    source = _fake_gguf(tmp_path)
+    assert load.pretrained_args(source) == (str(tmp_path), {"trust_remote_code": False, "gguf_file": "m.Q4_1.gguf"})
+    assert not (tmp_path / "cache").exists()
+
+
+def test_the_cache_folder_follows_the_environment(tmp_path, monkeypatch):
+    from tasktune.model.load import cache_root
+
+    monkeypatch.delenv("TASKTUNE_CACHE", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert cache_root() == tmp_path / "tasktune"
+    monkeypatch.setenv("TASKTUNE_CACHE", str(tmp_path / "mine"))
+    assert cache_root() == tmp_path / "mine"

@@ -6,7 +6,6 @@ import warnings
 from pathlib import Path
 
 import matplotlib  # noqa: F401 - a dependency of tasktune: a broken install fails here, it is not skipped
-import pytest
 
 from tasktune.report import informative_errors, write_report
 from tasktune.report.plots import cjk_fonts, plot_loss, plot_metric
