@@ -58,11 +58,10 @@ def load_model_config(spec: str):
         if "model_type" not in raw:
             raise ValueError(f"{path}: no model_type (e.g. \"glm\", \"llama\"); it names the architecture")
         return AutoConfig.for_model(**raw), False
-    from tasktune.model import resolve_model
+    from tasktune.model import pretrained_args, resolve_model
 
-    source = resolve_model(spec)
-    kwargs = {"gguf_file": source.gguf_file} if source.gguf_file else {}
-    return AutoConfig.from_pretrained(source.path, local_files_only=True, **kwargs), True
+    path, kwargs = pretrained_args(resolve_model(spec))
+    return AutoConfig.from_pretrained(path, **{**kwargs, "local_files_only": True}), True
 
 
 def _probe(spec: str, weights: str, mode: str, s: MemorySettings) -> dict:
