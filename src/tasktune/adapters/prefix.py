@@ -23,7 +23,6 @@ and values as ``prompt_embeddings``), so stock ``peft.PeftModel.from_pretrained`
 from __future__ import annotations
 
 import functools
-import inspect
 import json
 from pathlib import Path
 
@@ -31,6 +30,7 @@ import torch
 
 from tasktune.adapters.weights import CONFIG_NAME, WEIGHTS_NAME, no_named_load, trainable_groups
 from tasktune.config import AdapterConfig
+from tasktune.model.forward import cache_argument
 
 __all__ = ["apply", "param_groups", "save", "load", "PrefixEncoder", "merged", "load_named", "TRAINS_BASE", "SAVES_TRAINABLE", "SHARES_BASE"]
 
@@ -113,9 +113,8 @@ def _attach(model, encoder: PrefixEncoder):
     model.requires_grad_(False)
     param = next(model.parameters())
     model.prefix_encoder = encoder.to(device=param.device)
-    # `cache` since transformers 5.2x, `past_key_values` before: looked up once, not per call.
-    name = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
-    model.register_forward_pre_hook(functools.partial(_hook, name), with_kwargs=True)
+    # Looked up once, not per call.
+    model.register_forward_pre_hook(functools.partial(_hook, cache_argument(model)), with_kwargs=True)
     return model
 
 

@@ -18,7 +18,6 @@ not supported.
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass, field
 
 import torch
@@ -27,6 +26,7 @@ from transformers.cache_utils import DynamicLayer
 
 from tasktune.config import GenerateConfig
 from tasktune.encoding import pad_left
+from tasktune.model.forward import forward_parameters, unwrapped
 
 __all__ = ["Row", "RunningBatch", "supports"]
 
@@ -35,9 +35,8 @@ def supports(model) -> bool:
     """Whether :class:`RunningBatch` can run ``model`` (else use batched ``generate``)."""
     if getattr(getattr(model, "active_peft_config", None), "is_prompt_learning", False):
         return False
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    wanted = {"cache", "position_ids", "logits_to_keep", "attention_mask"}
-    if not wanted <= set(inspect.signature(base.forward).parameters):
+    base = unwrapped(model)
+    if not {"cache", "position_ids", "logits_to_keep", "attention_mask"} <= forward_parameters(model):
         return False
     try:  # full attention in every layer: sliding windows and recurrent state are cut differently
         return all(type(layer) is DynamicLayer for layer in DynamicCache(config=base.config).layers)

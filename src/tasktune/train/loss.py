@@ -17,12 +17,11 @@ opening gained nothing (0.98x), SmolLM2's default system prompt made a step 2x f
 
 from __future__ import annotations
 
-import inspect
-
 import torch
 import torch.nn.functional as F
 
 from tasktune.constants import IGNORE_INDEX
+from tasktune.model.forward import cache_argument, forward_parameters
 
 __all__ = ["supervised_loss_sum", "count_supervised", "loss_width", "shared_prefix_length", "MIN_SHARED_PREFIX"]
 
@@ -43,19 +42,8 @@ def loss_width(labels: torch.Tensor) -> int:
     return int(predicts.any(0).nonzero().max()) + 1 if bool(predicts.any()) else labels.shape[1]
 
 
-def _base(model):
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return getattr(base, "module", base)
-
-
 def _accepts_logits_to_keep(model) -> bool:
-    return "logits_to_keep" in inspect.signature(_base(model).forward).parameters
-
-
-def _cache_arg(model) -> str:
-    """The forward argument that takes a key/value cache (``cache`` since transformers
-    5.2x, ``past_key_values`` before and in remote-code models)."""
-    return "cache" if "cache" in inspect.signature(_base(model).forward).parameters else "past_key_values"
+    return "logits_to_keep" in forward_parameters(model)
 
 
 def shared_prefix_length(batch: dict[str, torch.Tensor], keep: torch.Tensor) -> int:
@@ -108,7 +96,7 @@ def supervised_loss_sum(model, batch: dict[str, torch.Tensor], share_prefix: boo
                 attention_mask=inputs["attention_mask"],
                 use_cache=True,
                 logits_to_keep=keep[:, start:],
-                **{_cache_arg(model): cache},
+                **{cache_argument(model): cache},
             ).logits
             return F.cross_entropy(logits.float(), targets, reduction="sum")
     if "position_ids" in inputs:
