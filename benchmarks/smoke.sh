@@ -34,6 +34,7 @@ step tune_arith "$PY" benchmarks/tune_arith.py 2 train.max_steps=2 train.max_min
 step predict_unseen "$PY" benchmarks/predict_unseen.py "$run" -n 16
 step generation "$PY" benchmarks/generation.py --run "$run" --rounds 1 --limit 16 --batch 16
 step serve_load "$PY" benchmarks/serve_load.py "$run" --clients 4 --requests 12 --max-queue 4 --burst 8 --bursts 1 --settle 1
+step model_load "$PY" benchmarks/model_load.py --rounds 1
 if "$PY" -c "import torch, sys; sys.exit(not torch.cuda.is_available())"; then
   step gpu_check "$PY" benchmarks/gpu_check.py --steps 4
   step gpu_methods bash benchmarks/gpu_methods.sh "$work/gpu"
