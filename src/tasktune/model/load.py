@@ -32,6 +32,10 @@ from tasktune.model.quantize import bnb_config, quantize_cpu
 __all__ = ["ModelSource", "resolve_model", "pick_dtype", "load_tokenizer", "load_model", "rebuilt_without_gguf",
            "pretrained_args", "GGUF_CACHE_LIMIT"]
 
+CONVERSION = 1
+"""Version of the conversion below, part of each cached folder's name: a tasktune that
+converts differently reads none of an older one's folders."""
+
 GGUF_CACHE_LIMIT = 2**30
 """GGUF files up to this size (1 GiB: a 1B model at 4 bits) are converted once into the
 cache; a larger one would become a float32 copy of many GiB, and is read as GGUF."""
@@ -119,8 +123,8 @@ def _converted(source: ModelSource) -> Path | None:
     as a Hugging Face folder in the cache, written on the first load; None where the file
     is too large or the cache cannot be written (the GGUF is then read as it is).
 
-    The folder is named by the file's name, size and modification time and by the
-    transformers version that converted it, so a changed file or converter makes a new one;
+    The folder is named by the file's name, size and modification time, the transformers
+    version and :data:`CONVERSION`, so a changed file or converter makes a new one;
     it is written beside its final name and renamed into place when complete.
     """
     import transformers
@@ -129,7 +133,7 @@ def _converted(source: ModelSource) -> Path | None:
     stat = gguf.stat()
     if stat.st_size > GGUF_CACHE_LIMIT:
         return None
-    key = f"{gguf.stem}-{stat.st_size}-{stat.st_mtime_ns}-transformers-{transformers.__version__}"
+    key = f"{gguf.stem}-{stat.st_size}-{stat.st_mtime_ns}-transformers-{transformers.__version__}-v{CONVERSION}"
     folder = cache_root() / "gguf" / key
     if folder.is_dir():
         return folder

@@ -83,7 +83,10 @@ def test_a_gguf_file_converted_before_is_read_from_its_cache_folder(tmp_path, mo
     monkeypatch.setenv("TASKTUNE_CACHE", str(tmp_path / "cache"))
     source = _fake_gguf(tmp_path)
     stat = (tmp_path / "m.Q4_1.gguf").stat()
-    folder = tmp_path / "cache" / "gguf" / f"m.Q4_1-{stat.st_size}-{stat.st_mtime_ns}-transformers-{transformers.__version__}"
+    from tasktune.model.load import CONVERSION
+
+    key = f"m.Q4_1-{stat.st_size}-{stat.st_mtime_ns}-transformers-{transformers.__version__}-v{CONVERSION}"
+    folder = tmp_path / "cache" / "gguf" / key
     folder.mkdir(parents=True)  # as a first load leaves it (nothing is converted here: the file is not a model)
     assert pretrained_args(source) == (str(folder), {"trust_remote_code": False})
     (tmp_path / "m.Q4_1.gguf").write_bytes(b"GGUF changed")  # another size: another key, so converted again
