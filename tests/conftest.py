@@ -8,12 +8,15 @@ downloaded. The GLM and GLM-4 folders have their chat template removed: it needs
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import importlib.util
 import io
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -22,6 +25,13 @@ import torch
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 TASKTUNE = str(Path(sys.executable).with_name("tasktune"))
 """The installed console script, for tests of the process itself."""
+
+# tasktune's cache (the bundled GGUF converted once, tasktune.model.load) in a folder of
+# this session's own, so tests leave the user's ~/.cache alone; TASKTUNE_CACHE set
+# outside keeps a cache across runs (its first run converts once: about 20 s).
+if not os.environ.get("TASKTUNE_CACHE"):
+    os.environ["TASKTUNE_CACHE"] = tempfile.mkdtemp(prefix="tasktune-test-cache-")
+    atexit.register(shutil.rmtree, os.environ["TASKTUNE_CACHE"], True)
 
 # One torch thread: on 2-layer, hidden-32 models thread synchronisation costs more than
 # it saves (a forward pass: ~0.01 s on one thread, ~0.2 s on two busy cores), and a

@@ -22,6 +22,7 @@ import importlib.util
 import os
 import shutil
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -119,62 +120,103 @@ def cache_root() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "tasktune"
 
 
-def _converted(source: ModelSource) -> Path | None:
+_UNCACHEABLE: set[Path] = set()
+"""GGUF files this process could not keep a copy of: read as GGUF from then on, not tried again."""
+
+
+def _digest(path: Path) -> str:
+    """The first 16 hex digits of the file's SHA-256 (0.08 s for the bundled 98 MB)."""
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:16]
+
+
+@contextmanager
+def _exclusive(lock: Path):
+    """Hold ``lock`` (an flock) while converting: one process converts, the others wait
+    and then find its folder (each rank of a first multi-process run would convert)."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock; the rename below still keeps the folder whole
+        yield
+        return
+    with lock.open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+def _convert(source: ModelSource, into: Path) -> None:
+    """Read the GGUF file as transformers does and save its weights and tokenizer into ``into``."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        model = AutoModelForCausalLM.from_pretrained(source.path, gguf_file=source.gguf_file, dtype=torch.float32)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            tokenizer = AutoTokenizer.from_pretrained(source.path, gguf_file=source.gguf_file)
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    rebuilt_without_gguf(model).save_pretrained(into)
+    tokenizer.save_pretrained(into)
+
+
+def _converted(source: ModelSource, convert: bool) -> Path | None:
     """The GGUF file's weights (float32, as transformers de-quantizes them) and tokenizer
-    as a Hugging Face folder in the cache, written on the first load; None where the file
-    is too large or the cache cannot be written (the GGUF is then read as it is).
+    as a Hugging Face folder in the cache; with ``convert``, written now when missing.
+    None where there is none (and ``convert`` is off), the file is too large, or the
+    cache cannot be written (warned once; the GGUF is then read as it is).
 
     The folder is named by the file's name and content (SHA-256), the transformers
     version and :data:`CONVERSION`, so a changed file or converter makes a new one and
-    another install of the same file finds it;
-    it is written beside its final name and renamed into place when complete.
+    another install of the same file finds it. It is written beside its final name and
+    renamed into place when complete; a conversion that fails or is interrupted leaves
+    nothing behind (one killed outright leaves a ``.partial`` folder, removed by the next).
     """
     import transformers
 
     gguf = Path(source.path) / str(source.gguf_file)
-    stat = gguf.stat()
-    if stat.st_size > GGUF_CACHE_LIMIT:
+    if gguf.stat().st_size > GGUF_CACHE_LIMIT or gguf in _UNCACHEABLE:
         return None
-    with gguf.open("rb") as f:  # 0.08 s for the bundled 98 MB: a copy per content, not per install
-        digest = hashlib.file_digest(f, "sha256").hexdigest()[:16]
-    key = f"{gguf.stem}-{digest}-transformers-{transformers.__version__}-v{CONVERSION}"
+    key = f"{gguf.stem}-{_digest(gguf)}-transformers-{transformers.__version__}-v{CONVERSION}"
     folder = cache_root() / "gguf" / key
-    if folder.is_dir():
-        return folder
-    partial = folder.with_name(f".{key}.{os.getpid()}.partial")
+    if folder.is_dir() or not convert:
+        return folder if folder.is_dir() else None
     try:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-        from transformers.utils import logging as hf_logging
-
-        verbosity = hf_logging.get_verbosity()
-        hf_logging.set_verbosity_error()
-        try:
-            model = AutoModelForCausalLM.from_pretrained(source.path, gguf_file=source.gguf_file, dtype=torch.float32)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                tokenizer = AutoTokenizer.from_pretrained(source.path, gguf_file=source.gguf_file)
-        finally:
-            hf_logging.set_verbosity(verbosity)
-        rebuilt_without_gguf(model).save_pretrained(partial)
-        tokenizer.save_pretrained(partial)
-        partial.rename(folder)
+        folder.parent.mkdir(parents=True, exist_ok=True)  # an unwritable cache fails here, before any reading
+        with _exclusive(folder.parent / f".{key}.lock"):
+            if folder.is_dir():  # another process converted it while this one waited
+                return folder
+            for stale in folder.parent.glob(f".{key}.*.partial"):  # a converter killed outright
+                shutil.rmtree(stale, ignore_errors=True)
+            partial = folder.with_name(f".{key}.{os.getpid()}.partial")
+            try:
+                _convert(source, partial)
+                partial.rename(folder)
+            finally:
+                shutil.rmtree(partial, ignore_errors=True)
     except OSError as exc:
-        shutil.rmtree(partial, ignore_errors=True)
-        if folder.is_dir():  # another process converted it first
-            return folder
-        warnings.warn(f"could not keep a converted copy of {gguf} in {cache_root()} ({exc}); reading the GGUF file")
+        _UNCACHEABLE.add(gguf)
+        warnings.warn(f"could not keep a converted copy of {gguf} in {cache_root()} ({exc}); reading the GGUF file",
+                      stacklevel=2)
         return None
     return folder
 
 
-def pretrained_args(source: ModelSource, trust_remote_code: bool = False) -> tuple[str, dict]:
-    """What ``from_pretrained`` gets for ``source``: the path and its keyword arguments
-    (a GGUF file's converted folder from the cache when there is one)."""
+def pretrained_args(source: ModelSource, trust_remote_code: bool = False, convert: bool = True) -> tuple[str, dict]:
+    """What ``from_pretrained`` gets for ``source``: the path and its keyword arguments.
+    A GGUF file's converted folder is used when there is one, and made first when
+    ``convert`` (loading the weights: the conversion reads them anyway); a caller that
+    wants only the config or the tokenizer passes ``convert=False``."""
     kwargs: dict = {"trust_remote_code": trust_remote_code}
     if source.kind == "hub-cache":
         kwargs["local_files_only"] = True
     if source.gguf_file:
-        folder = _converted(source)
+        folder = _converted(source, convert)
         if folder is not None:
             return str(folder), kwargs
         kwargs["gguf_file"] = source.gguf_file
@@ -182,12 +224,13 @@ def pretrained_args(source: ModelSource, trust_remote_code: bool = False) -> tup
 
 
 def load_tokenizer(source: ModelSource, trust_remote_code: bool = False):
-    """The model's tokenizer (the GGUF file's own when the weights are GGUF)."""
+    """The model's tokenizer (the GGUF file's own when the weights are GGUF: from the
+    converted folder when one exists; a tokenizer alone never starts a conversion)."""
     from transformers import AutoTokenizer
 
+    path, kwargs = pretrained_args(source, trust_remote_code, convert=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        path, kwargs = pretrained_args(source, trust_remote_code)
         return AutoTokenizer.from_pretrained(path, **kwargs)
 
 

@@ -60,7 +60,7 @@ def load_model_config(spec: str):
         return AutoConfig.for_model(**raw), False
     from tasktune.model import pretrained_args, resolve_model
 
-    path, kwargs = pretrained_args(resolve_model(spec))
+    path, kwargs = pretrained_args(resolve_model(spec), convert=False)  # a config alone converts nothing
     return AutoConfig.from_pretrained(path, **{**kwargs, "local_files_only": True}), True
 
 

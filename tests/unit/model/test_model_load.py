@@ -123,3 +123,55 @@ def test_the_cache_folder_follows_the_environment(tmp_path, monkeypatch):
     assert cache_root() == tmp_path / "tasktune"
     monkeypatch.setenv("TASKTUNE_CACHE", str(tmp_path / "mine"))
     assert cache_root() == tmp_path / "mine"
+
+
+def test_without_convert_nothing_is_read_or_written(tmp_path, monkeypatch):
+    from tasktune.model import pretrained_args
+
+    monkeypatch.setenv("TASKTUNE_CACHE", str(tmp_path / "cache"))
+    source = _fake_gguf(tmp_path)
+    assert pretrained_args(source, convert=False) == (str(tmp_path), {"trust_remote_code": False, "gguf_file": "m.Q4_1.gguf"})
+    assert not (tmp_path / "cache").exists()
+
+
+def test_an_unwritable_cache_warns_once_and_reads_the_gguf(tmp_path, monkeypatch):
+    import transformers
+
+    from tasktune.model import load
+
+    (tmp_path / "cache").write_text("a file where the cache folder would be")
+    monkeypatch.setenv("TASKTUNE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(load, "_UNCACHEABLE", set())
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", lambda *a, **k: pytest.fail("read the GGUF"))
+    source = _fake_gguf(tmp_path)
+    with pytest.warns(UserWarning, match="could not keep a converted copy"):
+        assert load.pretrained_args(source)[1]["gguf_file"] == "m.Q4_1.gguf"
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # not tried (nor warned) again in this process
+        assert load.pretrained_args(source)[1]["gguf_file"] == "m.Q4_1.gguf"
+
+
+def test_a_failed_conversion_leaves_nothing_behind(tmp_path, monkeypatch):
+    import transformers
+
+    from tasktune.model import load
+
+    monkeypatch.setenv("TASKTUNE_CACHE", str(tmp_path / "cache"))
+    source = _fake_gguf(tmp_path)
+    gguf_dir = tmp_path / "cache" / "gguf"
+    gguf_dir.mkdir(parents=True)
+    (gguf_dir / f".m.Q4_1-{load._digest(tmp_path / 'm.Q4_1.gguf')}-transformers-{transformers.__version__}"
+               f"-v{load.CONVERSION}.999.partial").mkdir()  # a converter killed outright
+
+    def half_written(source, into):
+        assert not list(gguf_dir.glob(".*.999.partial"))  # the stale one is gone before converting
+        into.mkdir()
+        (into / "model.safetensors").write_bytes(b"half")
+        raise RuntimeError("a tensor that does not convert")
+
+    monkeypatch.setattr(load, "_convert", half_written)
+    with pytest.raises(RuntimeError, match="does not convert"):
+        load.pretrained_args(source)
+    assert [p.name for p in gguf_dir.iterdir() if not p.name.endswith(".lock")] == []
