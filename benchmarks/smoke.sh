@@ -25,7 +25,7 @@ step() {  # name, command...
     echo "FAIL $name: $*"; tail -20 "$work/$name.log"; exit 1
   fi
 }
-step compare "$PY" benchmarks/compare.py --no-target --steps 1 --warmup 1 --rounds 1
+step compare "$PY" benchmarks/compare.py --steps 1 --warmup 1 --rounds 1 --target-steps 2 --target-every 2 --target-rounds 1
 git checkout -q benchmarks/results/latest.json 2>/dev/null || true  # a smoke run is not a result
 step throughput "$PY" benchmarks/throughput.py --steps 1 --rounds 2 --warmup 1 "" "train.packing=true"
 step profile_step "$PY" benchmarks/profile_step.py --steps 1 --warmup 1
