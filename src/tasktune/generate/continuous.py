@@ -123,7 +123,7 @@ class RunningBatch:
     def __init__(self, model, stop_id: int, pad_id: int, max_rows: int = 32):
         self.model, self.stop_id, self.pad_id, self.max_rows = model, stop_id, pad_id, max_rows
         self.device = next(model.parameters()).device
-        self.config = (model.get_base_model() if hasattr(model, "get_base_model") else model).config
+        self.config = unwrapped(model).config
         self.context = int(getattr(self.config, "max_position_embeddings", 0) or 1 << 30)
         self.rows: list[Row] = []
         self.cache = None

@@ -8,15 +8,17 @@
 * a hub id, only when it is already in the local Hugging Face cache (nothing is
   downloaded at run time).
 
-A GGUF file is read once: transformers' GGUF reader is pure Python (13 s for the bundled
-135M model's 98 MB on a 2-core CPU, at every load), so its de-quantized weights and its
-tokenizer are saved as a Hugging Face folder in tasktune's cache (``$TASKTUNE_CACHE``,
-else ``~/.cache/tasktune``) and later loads read that (about 1 s). The same float32
+A GGUF file is read once: transformers' GGUF reader is pure Python (19.6 s for the bundled
+135M model's 98 MB and its tokenizer on a 2-core CPU, at every load), so its de-quantized
+weights and its tokenizer are saved as a Hugging Face folder in tasktune's cache
+(``$TASKTUNE_CACHE``, else ``~/.cache/tasktune``) and later loads read that (2.6 s;
+BENCHMARKS.md, "Loading the bundled model"). The same float32
 values either way; a file over :data:`GGUF_CACHE_LIMIT` is read from the GGUF each time.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import os
@@ -125,7 +127,14 @@ _UNCACHEABLE: set[Path] = set()
 
 
 def _digest(path: Path) -> str:
-    """The first 16 hex digits of the file's SHA-256 (0.08 s for the bundled 98 MB)."""
+    """The first 16 hex digits of the file's SHA-256 (0.08 s for the bundled 98 MB), read
+    once per process for a file as it stands (a load asks for the tokenizer, then the model)."""
+    stat = path.stat()
+    return _file_digest(path, stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=8)
+def _file_digest(path: Path, size: int, mtime_ns: int) -> str:
     h = hashlib.sha256()
     with path.open("rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):

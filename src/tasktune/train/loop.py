@@ -203,7 +203,7 @@ class _Steps:
     """
 
     def __init__(self, model, accelerator, cfg: TrainConfig, pad_id: int):
-        self.model, self.accelerator, self.cfg, self.pad_id = model, accelerator, cfg, pad_id
+        self.model, self.accelerator, self.pad_id = model, accelerator, pad_id
         procs = accelerator.num_processes
         self.cut = _Cut(cfg.grad_accum, cfg.batch_size // cfg.grad_accum, procs, accelerator.process_index)
         # One process only: under DDP the prefix would be a second forward before backward.
