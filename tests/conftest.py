@@ -10,13 +10,18 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import fcntl
 import importlib.util
 import io
 import os
+import pty
+import select
 import shutil
 import subprocess
 import sys
 import tempfile
+import termios
+import time
 from pathlib import Path
 
 import pytest
@@ -175,3 +180,50 @@ def run_process(*args: str, cwd: Path | None = None, input: str | None = None) -
     process of its own (one torch thread, no progress bars)."""
     env = {**os.environ, "TQDM_DISABLE": "1", "OMP_NUM_THREADS": "1"}
     return subprocess.run([TASKTUNE, *args], capture_output=True, text=True, cwd=cwd, input=input, env=env, timeout=600)
+
+
+def _own_terminal() -> None:
+    """In the child: a new session whose controlling terminal is the pty, so that Ctrl-C
+    typed there is a SIGINT to the program, as in a real terminal."""
+    os.setsid()
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
+class Terminal:
+    """`tasktune ARGS` on a pseudo-terminal of its own, as a person runs it: read what it
+    prints up to a marker, type into it."""
+
+    def __init__(self, *args: str):
+        self.master, slave = pty.openpty()
+        env = {**os.environ, "TQDM_DISABLE": "1", "OMP_NUM_THREADS": "1"}
+        self.proc = subprocess.Popen(
+            [TASKTUNE, *args], stdin=slave, stdout=slave, stderr=slave, env=env, close_fds=True, preexec_fn=_own_terminal
+        )
+        os.close(slave)
+        self.buffer = b""
+
+    def read_until(self, marker: bytes, timeout: float = 120.0) -> bytes:
+        deadline = time.monotonic() + timeout
+        while marker not in self.buffer:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"no {marker!r} in output: {self.buffer[-500:]!r}")
+            ready, _, _ = select.select([self.master], [], [], left)
+            if ready:
+                try:
+                    chunk = os.read(self.master, 4096)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                self.buffer += chunk
+        head, _, self.buffer = self.buffer.partition(marker)
+        return head
+
+    def send(self, text: str) -> None:
+        os.write(self.master, text.encode("utf-8"))
+
+    def close(self) -> int:
+        code = self.proc.wait(timeout=60)
+        os.close(self.master)
+        return code

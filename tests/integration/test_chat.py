@@ -2,65 +2,13 @@
 
 from __future__ import annotations
 
-import fcntl
-import os
-import pty
-import select
-import subprocess
-import sys
-import termios
 import time
-from pathlib import Path
 
 import pytest
 
+from conftest import Terminal
+
 pytestmark = pytest.mark.integration
-
-TASKTUNE = str(Path(sys.executable).with_name("tasktune"))
-
-
-def _own_terminal() -> None:
-    """In the child: a new session whose controlling terminal is the pty, so that Ctrl-C
-    typed there is a SIGINT to the program, as in a real terminal."""
-    os.setsid()
-    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
-
-
-class Terminal:
-    def __init__(self, *args: str):
-        self.master, slave = pty.openpty()
-        env = {**os.environ, "TQDM_DISABLE": "1", "OMP_NUM_THREADS": "1"}
-        self.proc = subprocess.Popen(
-            [TASKTUNE, *args], stdin=slave, stdout=slave, stderr=slave, env=env, close_fds=True, preexec_fn=_own_terminal
-        )
-        os.close(slave)
-        self.buffer = b""
-
-    def read_until(self, marker: bytes, timeout: float = 120.0) -> bytes:
-        deadline = time.monotonic() + timeout
-        while marker not in self.buffer:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise AssertionError(f"no {marker!r} in output: {self.buffer[-500:]!r}")
-            ready, _, _ = select.select([self.master], [], [], left)
-            if ready:
-                try:
-                    chunk = os.read(self.master, 4096)
-                except OSError:
-                    break
-                if not chunk:
-                    break
-                self.buffer += chunk
-        head, _, self.buffer = self.buffer.partition(marker)
-        return head
-
-    def send(self, text: str) -> None:
-        os.write(self.master, text.encode("utf-8"))
-
-    def close(self) -> int:
-        code = self.proc.wait(timeout=60)
-        os.close(self.master)
-        return code
 
 
 def test_chat_streams_keeps_history_clears_and_exits(tiny_model_dirs):

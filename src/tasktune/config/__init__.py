@@ -15,9 +15,9 @@ Example:
 """
 
 from tasktune.config.adapters import FREEZE_EXTRA, AdapterConfig, FreezeConfig, LoraConfig, PrefixConfig
-from tasktune.config.data import ArithmeticConfig, DataConfig, FileDataConfig
+from tasktune.config.data import ArithmeticConfig, ContextConfig, DataConfig, FileDataConfig
 from tasktune.config.encoding import EncodingConfig
-from tasktune.config.generate import EvalConfig, GenerateConfig
+from tasktune.config.generate import SUITES, EvalConfig, GenerateConfig
 from tasktune.config.load import ConfigError, config_to_dict, field_docs, load_config
 from tasktune.config.run import RunConfig
 from tasktune.config.train import TrainConfig
@@ -25,6 +25,7 @@ from tasktune.config.train import TrainConfig
 __all__ = [
     "ArithmeticConfig",
     "FileDataConfig",
+    "ContextConfig",
     "DataConfig",
     "EncodingConfig",
     "LoraConfig",
@@ -35,6 +36,7 @@ __all__ = [
     "TrainConfig",
     "EvalConfig",
     "GenerateConfig",
+    "SUITES",
     "RunConfig",
     "ConfigError",
     "load_config",

@@ -5,7 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-__all__ = ["ArithmeticConfig", "FileDataConfig", "DataConfig"]
+__all__ = ["ArithmeticConfig", "FileDataConfig", "ContextConfig", "DataConfig"]
+
+PROMPT_FORMATS = ("bare", "zh_pairs")
+"""The arithmetic task's prompt styles."""
 
 
 @dataclass(frozen=True)
@@ -39,7 +42,11 @@ class ArithmeticConfig:
     division_places: int = 2
     """Places the exact quotient is rounded to (half up); canonical: 8.4, never 8.40."""
     prompt_format: Literal["bare", "zh_pairs"] = "bare"
-    """bare: `98+83=`; zh_pairs: one of the tutorial's eight Chinese pairs, e.g. `口算: 98+83= 解:`."""
+    """bare: `98+83=`; zh_pairs: one of the tutorial's eight Chinese pairs, e.g. `口算: 98+83= 解:`.
+    The held-out problems are asked this way; the robustness suites ask them in the other style too."""
+    train_prompt_formats: dict[str, float] | None = None
+    """Prompt styles of training problems and their shares, e.g. {bare: 0.8, zh_pairs: 0.2}, so
+    the task is learned however it is asked; null: every training problem as `prompt_format`."""
     division: Literal["decimal", "remainder"] = "decimal"
     """decimal: the exact quotient rounded to `division_places` (`17/5=3.4`); remainder: integer
     quotient and remainder (`17/5=3 R 2`), checked as the pair. Decimal operands always get decimal."""
@@ -93,6 +100,13 @@ class ArithmeticConfig:
     it (`9+4=13|3,1+5=6+1=7|73,8+3=11|1173 #### 1173`), so the value is copied from the line
     before it instead of gathered backwards from every column."""
 
+    restate: bool = False
+    """+ and - columns (answer_format: columns): before each column after the first, what is left
+    of both operands (`3518+7937=` -> `8+7=15,351+793:1+3=4+1=5,35+79:5+9=14,3+7:3+7=10+1=11
+    #### 11455`), so each column's digits are read beside the restatement, not at an offset
+    learned from rows of one length: the procedure carries to operands longer than any trained
+    on (the `longer` suite). Integer operands only."""
+
     def problems(self, where: str = "data.arithmetic") -> list[str]:
         """What the types cannot say: weights, digit ranges and shares out of range."""
         p: list[str] = []
@@ -107,6 +121,13 @@ class ArithmeticConfig:
         for name, rng in (("digits", self.digits), ("digits_b", self.digits_b)):
             if rng is not None and not 1 <= rng[0] <= rng[1] <= 18:
                 p.append(f"{where}.{name}: need 1 <= low <= high <= 18, got {list(rng)}")
+        styles = self.train_prompt_formats
+        if styles is not None and (set(styles) - set(PROMPT_FORMATS) or not styles or any(w < 0 for w in styles.values())
+                                   or sum(styles.values()) <= 0):
+            p.append(f"{where}.train_prompt_formats: weights >= 0 (at least one positive) of {', '.join(PROMPT_FORMATS)}, "
+                     f"got {styles}")
+        if self.restate and self.decimal_share:
+            p.append(f"{where}.restate: for integer operands only; set decimal_share: 0 or restate: false")
         for name in ("decimal_share", "train_close_share"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 p.append(f"{where}.{name}: must be within [0, 1], got {getattr(self, name)}")
@@ -134,6 +155,39 @@ class FileDataConfig:
 
 
 @dataclass(frozen=True)
+class ContextConfig:
+    share: float = 0.0
+    """Share of training rows asked inside a conversation (after earlier turns, under a system
+    prompt), as chat clients send them: a model trained on lone questions only reads its digits
+    from where a lone question puts them, and answers later questions of a chat wrongly. 0: every
+    row a lone question."""
+    turns: tuple[int, int] = (1, 3)
+    """Earlier turns before the question of such a row, drawn uniformly within [low, high]."""
+    plain_share: float = 0.5
+    """Of the earlier turns of the task, the share answered with the plain value (`85`) instead of
+    the trained answer (worked steps): what another assistant, or the user, wrote before."""
+    other_share: float = 0.2
+    """Share of earlier turns that are an exchange unrelated to the task (a greeting, a question
+    about something else), from a built-in list kept apart from the evaluation's."""
+    system_share: float = 0.25
+    """Of the rows asked inside a conversation, the share under a system prompt (a built-in list
+    of common ones, kept apart from the evaluation's)."""
+    learn_earlier: bool = True
+    """Train on the earlier turns of the task answered in the trained form too, not only on the
+    last answer (plain values and unrelated exchanges are never trained on): each row then
+    teaches several answers, each in a longer conversation, for about the tokens of that many
+    lone rows. false: the loss on the last answer only (the earlier turns cost their tokens and
+    teach nothing directly)."""
+
+    def problems(self, where: str = "data.context") -> list[str]:
+        p = [f"{where}.{name}: must be within [0, 1], got {getattr(self, name)}"
+             for name in ("share", "plain_share", "other_share", "system_share") if not 0.0 <= getattr(self, name) <= 1.0]
+        if not 1 <= self.turns[0] <= self.turns[1] <= 16:
+            p.append(f"{where}.turns: need 1 <= low <= high <= 16, got {list(self.turns)}")
+        return p
+
+
+@dataclass(frozen=True)
 class DataConfig:
     task: Literal["arithmetic", "file"] = "arithmetic"
     """arithmetic: generated problems, checked by value; file: alpaca/JSON-lines rows."""
@@ -143,10 +197,13 @@ class DataConfig:
     """File settings for task: file."""
     train_size: int | None = None
     """Fixed number of training problems; null: a fresh problem every draw (arithmetic only)."""
+    context: ContextConfig = field(default_factory=ContextConfig)
+    """Training rows inside conversations: earlier turns and system prompts (for both tasks;
+    a file's earlier turns are drawn from its other rows)."""
 
     def problems(self) -> list[str]:
         """The generator's problems, and file settings that do not fit ``task``."""
-        p = self.arithmetic.problems()
+        p = self.arithmetic.problems() + self.context.problems()
         if self.task == "file" and not self.file.path:
             p.append("data.file.path: required when data.task is 'file'")
         if self.task == "file" and self.train_size is not None:

@@ -6,7 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["GenerateConfig", "EvalConfig"]
+__all__ = ["GenerateConfig", "EvalConfig", "SUITES"]
+
+SUITES = ("turns_1", "turns_3", "system", "styles", "longer")
+"""The robustness suites (:attr:`EvalConfig.suites`)."""
 
 
 @dataclass(frozen=True)
@@ -48,9 +51,24 @@ class EvalConfig:
     """The figure that picks checkpoint-best/, that train.stop_at is compared with, and that
     report.md plots over steps. auto: exact_match when the held-out answers are checked by
     value (arithmetic, GSM8K, Math23K), else rouge-l. Every figure is reported either way."""
+    suites: tuple[str, ...] = SUITES
+    """Robustness suites evaluated after training (and by `tasktune eval`) beside the held-out
+    set, each the held-out examples asked another way: turns_1 / turns_3 after 1 / 3 earlier
+    turns of a conversation (earlier questions of the task answered worked or plain, and
+    unrelated exchanges; never the question itself), system under a system prompt, styles in
+    each other prompt style of the task (the tutorial's Chinese pairs for bare prompts), longer
+    with operands one digit longer than any training operand (generated tasks). Suites that do
+    not apply to a task are left out; [] evaluates none."""
+    suite_examples: int | None = None
+    """Held-out examples each suite asks (the first N); null: all of `max_examples`."""
 
     def problems(self) -> list[str]:
         p: list[str] = []
+        unknown = [s for s in self.suites if s not in SUITES]
+        if unknown:
+            p.append(f"eval.suites: unknown suite(s) {unknown}; choose from {', '.join(SUITES)} (or [] for none)")
+        if self.suite_examples is not None and self.suite_examples < 1:
+            p.append(f"eval.suite_examples: must be at least 1 (or null for all), got {self.suite_examples}")
         if self.every < 0 or self.every_examples is not None and self.every_examples < 1:
             p.append("eval.every must be >= 0 and eval.every_examples >= 1 (or null)")
         if self.max_examples < 1:

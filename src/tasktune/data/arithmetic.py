@@ -34,8 +34,11 @@ __all__ = [
     "solve",
     "sample_problem",
     "to_example",
+    "prompt_style",
+    "category",
     "reverse_digits",
     "restore_answer",
+    "learned_answer",
     "reference_answer",
     "worked_product",
     "eval_problems",
@@ -181,6 +184,21 @@ def restore_answer(text: str, cfg: ArithmeticConfig) -> str:
     return text
 
 
+_VALUE = re.compile(r"-?\d+(?:\.\d+)?(?: R \d+)?")
+
+
+def learned_answer(text: str, cfg: ArithmeticConfig) -> str:
+    """The inverse of :func:`restore_answer`: a value as a person saw it (``181``) in the
+    form the model learned to write it (``181`` reversed is ``181``, ``-64`` is ``-46``;
+    spaced ``1 8 1``); any other text unchanged."""
+    value = text.strip()
+    if cfg.answer_format not in ("reversed", "spaced") or not _VALUE.fullmatch(value):
+        return text
+    if cfg.answer_format == "reversed":
+        return reverse_digits(value)  # its own inverse, `3 R 2` <-> `2 R 3` too
+    return " ".join(value.replace(" R ", "R"))
+
+
 def reference_answer(problem: Problem, cfg: ArithmeticConfig) -> str:
     """The checked answer: the canonical value, or ``Q R r`` for an integer division
     with ``division: remainder``."""
@@ -216,7 +234,8 @@ def _worked(problem: Problem, value: str, cfg: ArithmeticConfig) -> str:
     / with a remainder by long division; the value alone where no steps apply (a decimal
     product or quotient)."""
     if problem.op in "+-":
-        return column_steps(problem.a, problem.op, problem.b, cfg.borrow, cfg.sign, cfg.carry_in, cfg.digits_so_far)
+        return column_steps(problem.a, problem.op, problem.b, cfg.borrow, cfg.sign, cfg.carry_in, cfg.digits_so_far,
+                            cfg.restate)
     if not _is_integer(problem):
         return value
     if problem.op == "*":
@@ -226,10 +245,21 @@ def _worked(problem: Problem, value: str, cfg: ArithmeticConfig) -> str:
     return value
 
 
-def to_example(problem: Problem, rng: random.Random, cfg: ArithmeticConfig) -> Example:
-    """Render a problem in the configured prompt and answer formats."""
+def prompt_style(rng: random.Random, cfg: ArithmeticConfig) -> str:
+    """The prompt style of one training problem: drawn by ``train_prompt_formats``'s
+    weights, or ``prompt_format`` (then nothing is drawn from ``rng``)."""
+    styles = cfg.train_prompt_formats
+    if not styles:
+        return cfg.prompt_format
+    names = list(styles)
+    return rng.choices(names, weights=[styles[n] for n in names])[0]
+
+
+def to_example(problem: Problem, rng: random.Random, cfg: ArithmeticConfig, style: str | None = None) -> Example:
+    """Render a problem in the configured prompt and answer formats; ``style`` asks it in
+    another prompt style than ``cfg.prompt_format`` (``bare`` or ``zh_pairs``)."""
     value = reference_answer(problem, cfg)
-    if cfg.prompt_format == "zh_pairs":
+    if (style or cfg.prompt_format) == "zh_pairs":
         ask, reply = rng.choice(ZH_PAIRS)
         prompt = f"{ask}: {problem.text} {reply}:"
     else:

@@ -15,7 +15,9 @@ class Example:
         prompt: The last user message.
         response: The reference assistant answer, exactly as it is trained.
         system: System message from the data row (overrides the config's system prompt).
-        history: Earlier (user, assistant) turns, rendered but never supervised.
+        history: Earlier (user, assistant) turns, rendered before the prompt.
+        learn_history: Per earlier turn, True where its answer is trained on as well
+            (a question of the task answered in the trained form); empty: none is.
         answer: Canonical numeric value checked by the verifier (e.g. ``"-5"``,
             ``"8.4"``); None: the response is compared as text.
         category: Group for per-category metrics, e.g. ``"sub_int_2d2d"``.
@@ -25,5 +27,6 @@ class Example:
     response: str
     system: str | None = None
     history: tuple[tuple[str, str], ...] = ()
+    learn_history: tuple[bool, ...] = ()
     answer: str | None = None
     category: str = "all"

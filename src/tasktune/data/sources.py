@@ -8,6 +8,7 @@ from typing import Iterator
 
 from tasktune.config import DataConfig
 from tasktune.data import arithmetic
+from tasktune.data.conversation import in_conversations
 from tasktune.data.example import Example
 from tasktune.data.files import load_file
 
@@ -24,12 +25,15 @@ class Datasets:
             fixed set reshuffled each pass).
         train_size: Distinct training examples; None for freshly generated problems.
         skipped_rows: ``FILE:ROW: reason`` for each row skipped with ``on_bad_row: skip``.
+        problems: The generated problems of ``eval`` (same order), for the suites that ask
+            them another way; None for a file task.
     """
 
     eval: list[Example]
     train: Iterator[Example]
     train_size: int | None
     skipped_rows: list[str] = field(default_factory=list)
+    problems: list[arithmetic.Problem] | None = None
 
 
 def _epochs(examples: list[Example], seed: int) -> Iterator[Example]:
@@ -54,20 +58,32 @@ def build_datasets(cfg: DataConfig, n_eval: int, eval_seed: int, seed: int) -> D
         ValueError: the problem space is too small for the sizes asked.
     """
     if cfg.task == "arithmetic":
-        a = cfg.arithmetic
-        held_out = arithmetic.eval_problems(a, n_eval, eval_seed)
-        exclude = {p.key for p in held_out}
-        erng = random.Random(f"eval-format-{eval_seed}")
-        eval_set = [arithmetic.to_example(p, erng, a) for p in held_out]
-        trng = random.Random(f"train-format-{seed}")
-        mix = arithmetic.training_mix(a)
-        problems = arithmetic.train_problems(mix, seed, exclude, cfg.train_size)
-        if cfg.train_size is None:
-            stream = (arithmetic.to_example(p, trng, mix) for p in problems)
-            return Datasets(eval=eval_set, train=stream, train_size=None)
-        fixed = [arithmetic.to_example(p, trng, mix) for p in problems]
-        return Datasets(eval=eval_set, train=_epochs(fixed, seed), train_size=len(fixed))
+        data = _arithmetic(cfg, n_eval, eval_seed, seed)
+    else:
+        data = _file(cfg, n_eval, eval_seed, seed)
+    # Rows inside conversations: their own seed, so the problems drawn stay the same.
+    data.train = in_conversations(data.train, cfg.context, random.Random(f"context-{seed}"))
+    return data
 
+
+def _arithmetic(cfg: DataConfig, n_eval: int, eval_seed: int, seed: int) -> Datasets:
+    a = cfg.arithmetic
+    held_out = arithmetic.eval_problems(a, n_eval, eval_seed)
+    exclude = {p.key for p in held_out}
+    erng = random.Random(f"eval-format-{eval_seed}")
+    eval_set = [arithmetic.to_example(p, erng, a) for p in held_out]
+    trng = random.Random(f"train-format-{seed}")
+    mix = arithmetic.training_mix(a)
+    problems = arithmetic.train_problems(mix, seed, exclude, cfg.train_size)
+    # The prompt style is drawn before the problem is rendered (nothing drawn with one style).
+    examples = (arithmetic.to_example(p, trng, mix, arithmetic.prompt_style(trng, mix)) for p in problems)
+    if cfg.train_size is None:
+        return Datasets(eval=eval_set, train=examples, train_size=None, problems=held_out)
+    fixed = list(examples)
+    return Datasets(eval=eval_set, train=_epochs(fixed, seed), train_size=len(fixed), problems=held_out)
+
+
+def _file(cfg: DataConfig, n_eval: int, eval_seed: int, seed: int) -> Datasets:
     f = cfg.file
     loaded = load_file(f.path, f.columns, f.on_bad_row, answer=f.answer)
     skipped = list(loaded.bad_rows)

@@ -127,14 +127,26 @@ def _so_far(steps: list[str], places: int) -> list[str]:
     return out
 
 
-def _sub(a: int, b: int, borrow: str, sign: str, restated: str, chained: bool, places: int | None = None) -> str:
+def _restated(steps: list[str], x: int, y: int, op: str) -> list[str]:
+    """Each column step after the first preceded by what is left of both operands
+    (``restate``): ``3518+7937=`` -> ``8+7=15,351+793:1+3=4+1=5,35+79:5+9=14,3+7:3+7=10+1=11``.
+    A column's digits are then the last digit of each restated operand, found beside
+    the ``+`` and the ``:`` wherever the problem's length put them (the first column's
+    beside the prompt's ``+`` and ``=``), not at an offset learned from rows of one length."""
+    return [step if i == 0 else f"{x // 10**i}{op}{y // 10**i}:{step}" for i, step in enumerate(steps)]
+
+
+def _sub(a: int, b: int, borrow: str, sign: str, restated: str, chained: bool, places: int | None = None,
+         restate: bool = False) -> str:
     """Steps of ``a - b``; ``restated`` is the swapped problem as written (``281-278``);
-    ``places`` not None: the digits so far after each column (:func:`_so_far`)."""
+    ``places`` not None: the digits so far after each column (:func:`_so_far`);
+    ``restate``: the operands left before each column (:func:`_restated`)."""
     lead = _compare(a, b) if sign == "compare" else ""
 
     def columns(x: int, y: int) -> str:
         steps = _sub_columns(x, y, borrow, chained)[0]
-        return STEP_SEP.join(steps if places is None else _so_far(steps, places))
+        steps = steps if places is None else _so_far(steps, places)
+        return STEP_SEP.join(_restated(steps, x, y, "-") if restate else steps)
 
     if a >= b:
         return lead + columns(a, b)
@@ -160,7 +172,7 @@ def canonical(value: Decimal) -> str:
 
 def column_steps(
     a: Decimal, op: str, b: Decimal, borrow: str = "signed", sign: str = "compare", carry_in: str = "chained",
-    digits_so_far: bool = False,
+    digits_so_far: bool = False, restate: bool = False,
 ) -> str:
     """The worked answer to ``a op b`` (``op`` + or -), ending with ``#### VALUE``.
 
@@ -174,6 +186,8 @@ def column_steps(
             (``9+9=18+1=19``, ``4-6=-2-1=-3``).
         digits_so_far: After each column, the value's digits up to it
             (``9+4=13|3,1+5=6+1=7|73,8+3=11|1173 #### 1173``).
+        restate: Before each column after the first, what is left of both operands
+            (``84+12:4+2=6``): a column's digits are read beside the restatement.
 
     Raises:
         ValueError: another operation, or a negative operand.
@@ -188,9 +202,10 @@ def column_steps(
     chained, so_far = carry_in == "chained", places if digits_so_far else None
     if op == "+":
         steps = _add(x, y, chained)
-        body, value = STEP_SEP.join(steps if so_far is None else _so_far(steps, places)), a + b
+        steps = steps if so_far is None else _so_far(steps, places)
+        body, value = STEP_SEP.join(_restated(steps, x, y, "+") if restate else steps), a + b
     elif op == "-":
-        body, value = _sub(x, y, borrow, sign, f"{canonical(b)}-{canonical(a)}", chained, so_far), a - b
+        body, value = _sub(x, y, borrow, sign, f"{canonical(b)}-{canonical(a)}", chained, so_far, restate), a - b
     else:
         raise ValueError(f"column steps are for + and -, not {op!r}")
     return f"{body}{ANSWER_MARK}{value:.{places}f}"

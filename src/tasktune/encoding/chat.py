@@ -11,7 +11,7 @@ Example (SmolLM2, the default empty system prompt; ⟦ ⟧ marks the supervised 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from tasktune.constants import IGNORE_INDEX
@@ -105,8 +105,11 @@ class ChatEncoder:
     ) -> Encoded | None:
         """Token ids and labels for training; None when an overlong example is dropped.
 
-        ``truncate`` keeps the first ``max_length`` tokens (the answer loses its end);
-        an example whose prompt alone fills ``max_length`` is dropped either way.
+        The last answer is supervised, and so is each earlier answer that
+        ``example.learn_history`` marks (with the end-of-turn token after it, where the
+        template writes one there). ``truncate`` keeps the first ``max_length`` tokens
+        (the answer loses its end); an example whose prompt alone fills ``max_length`` is
+        dropped either way.
 
         Raises:
             ValueError: the prompt is not a prefix of the full rendering, or the example
@@ -132,6 +135,8 @@ class ChatEncoder:
                 f"(the text {prompt[-20:]!r} merges with the answer {example.response[:20]!r})"
             )
         labels = [IGNORE_INDEX] * len(p_ids) + ids[len(p_ids) :]
+        for start, end in self._earlier_spans(example, full, ids):
+            labels[start:end] = ids[start:end]
         if len(ids) <= max_length:
             return Encoded(ids, labels)
         if overlong == "error":
@@ -143,12 +148,45 @@ class ChatEncoder:
             return None
         return Encoded(ids[:max_length], labels[:max_length], truncated=True)
 
+    def _earlier_spans(self, example: Example, full: str, ids: list[int]) -> list[tuple[int, int]]:
+        """Token ranges ``[start, end)`` of the earlier answers ``example.learn_history``
+        marks: each answer, and the end-of-turn token if the template closes it with one.
+
+        Raises:
+            ValueError: the template renders an earlier turn differently inside the whole
+                conversation (some drop earlier reasoning), or its tokens merge across the
+                answer's edges, so the span cannot be found.
+        """
+        spans = []
+        for turn, learn in enumerate(example.learn_history):
+            if not learn:
+                continue
+            user, answer = example.history[turn]
+            upto = replace(example, prompt=user, response=answer, history=example.history[:turn], learn_history=())
+            head = self.render_prompt(upto)
+            after = full[len(head) + len(answer):]
+            text = answer + (self.stop_text if after.startswith(self.stop_text) else "")
+            if not full.startswith(head + answer):
+                raise ValueError(f"chat template: earlier turn {turn + 1} ({user[:30]!r}) renders differently inside the "
+                                 "conversation, so its answer cannot be trained on; set data.context.learn_earlier: false")
+            start = len(self.tokenizer(head, add_special_tokens=False).input_ids)
+            end = len(self.tokenizer(head + text, add_special_tokens=False).input_ids)
+            if ids[:end] != self.tokenizer(head + text, add_special_tokens=False).input_ids:
+                raise ValueError(f"tokenizer: earlier turn {turn + 1}'s answer {answer[:20]!r} merges with the text around "
+                                 "it; set data.context.learn_earlier: false")
+            spans.append((start, end))
+        return spans
+
     def preview(self, example: Example, max_length: int = 10**9) -> str:
-        """Full rendering with the supervised span wrapped in ⟦ ⟧."""
+        """Full rendering with each supervised span wrapped in ⟦ ⟧."""
         enc = self.encode(example, max_length, "truncate")
         if enc is None:
             return "(dropped: the prompt alone is longer than encoding.max_length)"
-        first = next((i for i, lab in enumerate(enc.labels) if lab != IGNORE_INDEX), len(enc.labels))
-        head = self.tokenizer.decode(enc.input_ids[:first])
-        span = self.tokenizer.decode(enc.input_ids[first:])
-        return f"{head}⟦{span}⟧"
+        parts, start = [], 0
+        learned = [lab != IGNORE_INDEX for lab in enc.labels]
+        for i in range(1, len(learned) + 1):
+            if i == len(learned) or learned[i] != learned[start]:
+                text = self.tokenizer.decode(enc.input_ids[start:i])
+                parts.append(f"⟦{text}⟧" if learned[start] else text)
+                start = i
+        return "".join(parts)

@@ -9,7 +9,7 @@ import torch
 
 from tasktune.checkpoint import load_adapter
 from tasktune.config import RunConfig, load_config
-from tasktune.data.arithmetic import restore_answer
+from tasktune.data.arithmetic import learned_answer, restore_answer
 from tasktune.data.example import Example
 from tasktune.encoding import ChatEncoder
 from tasktune.eval import is_correct, step_figures, summarize, summarize_steps, text_scores
@@ -23,7 +23,9 @@ __all__ = [
     "refuse_remote_code",
     "load_run",
     "max_new_tokens_for",
+    "answer_budget",
     "presented",
+    "as_learned",
     "shown_differently",
     "evaluate_examples",
     "headline_metric",
@@ -110,6 +112,12 @@ def max_new_tokens_for(cfg: RunConfig, tokenizer, examples: list[Example]) -> in
     (256 when there are no references to measure). A run's config.yaml records it."""
     if cfg.generate.max_new_tokens:
         return cfg.generate.max_new_tokens
+    return answer_budget(tokenizer, examples)
+
+
+def answer_budget(tokenizer, examples: list[Example]) -> int:
+    """Tokens the longest reference answer of ``examples`` takes, + 8, at most 512 (256
+    when there are no references to measure)."""
     if not examples:
         return 256
     longest = max((len(tokenizer(e.response, add_special_tokens=False).input_ids) for e in examples), default=0)
@@ -121,6 +129,12 @@ def presented(cfg: RunConfig, text: str) -> str:
     return restore_answer(text, cfg.data.arithmetic) if cfg.data.task == "arithmetic" else text
 
 
+def as_learned(cfg: RunConfig, text: str) -> str:
+    """An answer as a person saw it, back in the form the model wrote it (the inverse of
+    :func:`presented`): earlier turns a chat client sends back are rendered as trained."""
+    return learned_answer(text, cfg.data.arithmetic) if cfg.data.task == "arithmetic" else text
+
+
 def shown_differently(cfg: RunConfig) -> bool:
     """True when the run's answers are learned in a form a person should not see
     (reversed digits, digit-spaced): they are restored whole, not streamed token by
@@ -128,7 +142,9 @@ def shown_differently(cfg: RunConfig) -> bool:
     return cfg.data.task == "arithmetic" and cfg.data.arithmetic.answer_format in ("reversed", "spaced")
 
 
-def evaluate_examples(loaded: Loaded, examples: list[Example], desc: str) -> tuple[dict, list[dict]]:
+def evaluate_examples(
+    loaded: Loaded, examples: list[Example], desc: str, max_new_tokens: int | None = None
+) -> tuple[dict, list[dict]]:
     """The model's answers to ``examples`` (greedy unless ``generate.do_sample``), their
     exact match, and ROUGE-1/2/L and BLEU-4 against the full reference response.
 
@@ -142,11 +158,12 @@ def evaluate_examples(loaded: Loaded, examples: list[Example], desc: str) -> tup
         every written step is checked too (:func:`tasktune.eval.step_figures`): each row
         gets ``reference_steps``, ``steps``, ``steps_right`` and ``first_wrong``, and the
         summary ``step_accuracy``, ``steps_written``, ``all_steps_right`` and
-        ``first_wrong`` (``{kind: {step: count}}``).
+        ``first_wrong`` (``{kind: {step: count}}``). ``max_new_tokens`` overrides the
+        run's cap (the robustness suites' longer problems need longer answers).
     """
     enc = loaded.encoder
     prompts = [enc.prompt_ids(e) for e in examples]
-    budget = max_new_tokens_for(loaded.cfg, loaded.tokenizer, examples)
+    budget = max_new_tokens or max_new_tokens_for(loaded.cfg, loaded.tokenizer, examples)
     outputs = generate_completions(
         loaded.model, loaded.tokenizer, prompts, enc.stop_id, budget, loaded.cfg.eval.batch_size, desc=desc,
         sampling=loaded.cfg.generate,
@@ -164,6 +181,8 @@ def evaluate_examples(loaded: Loaded, examples: list[Example], desc: str) -> tup
         rows.append(
             {
                 "prompt": e.prompt,
+                **({"earlier_turns": len(e.history)} if e.history else {}),
+                **({"system": e.system} if e.system is not None else {}),
                 "input": enc.render_prompt(e),
                 "raw_output": done.text,
                 "prediction": out,

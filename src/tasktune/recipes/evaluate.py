@@ -9,8 +9,8 @@ from pathlib import Path
 
 from tasktune.data import build_datasets
 from tasktune.recipes.common import evaluate_examples, headline_metric, load_base, load_run, metric_text, run_config
-from tasktune.recipes.finetune import merge_categories, run_summary
-from tasktune.report import read_log, write_json, write_jsonl, write_report
+from tasktune.recipes.results import merge_categories, write_results
+from tasktune.recipes.suites import evaluate_suites, suites_line, suites_of
 
 __all__ = ["evaluate_runs", "side_by_side"]
 
@@ -75,19 +75,29 @@ def evaluate_runs(run_dirs: list[str | Path], overrides: list[str] | None = None
             columns[name] = base_of[key]
             del loaded
             gc.collect()
+    suites = suites_of(first, data)
+    lines = []
     for d, cfg in zip(dirs, cfgs):
         tuned = load_run(d, overrides)
         summary, rows = evaluate_examples(tuned, data.eval, f"eval {d.name}")
+        figures, suite_rows = evaluate_suites(tuned, suites)
         del tuned
         gc.collect()
         columns[d.name if d.name not in columns else str(d)] = summary
-        _write_run(d, cfg, metric, base_of.get(_base_key(cfg)), summary, rows)
+        _write_run(d, cfg, metric, base_of.get(_base_key(cfg)), (summary, rows), (figures, suite_rows))
+        if figures:
+            lines.append(f"{d.name}: " + suites_line(metric, summary, figures))
     print(side_by_side(columns, metric))
+    for line in lines:
+        print(line)
     return columns
 
 
-def _write_run(d: Path, cfg, metric: str, base: dict | None, final: dict, rows: list[dict]) -> None:
-    """eval_metrics.json, eval_predictions.jsonl and report.md (with plots) of one run."""
+def _write_run(d: Path, cfg, metric: str, base: dict | None, held_out: tuple[dict, list[dict]],
+               suites: tuple[dict, list[dict]]) -> None:
+    """eval_metrics.json, eval_predictions.jsonl, eval_suite_predictions.jsonl and report.md
+    (with plots) of one run."""
+    final, rows = held_out
     base = json.loads(json.dumps(base)) if base else None  # merge_categories pops; keep the shared copy intact
     final = json.loads(json.dumps(final))
     metrics: dict = {"metric": metric}
@@ -95,10 +105,12 @@ def _write_run(d: Path, cfg, metric: str, base: dict | None, final: dict, rows: 
         metrics["base"] = base
     metrics["final"] = final
     metrics["by_category"] = merge_categories(base, final)
-    write_json(d / "eval_metrics.json", metrics)
-    write_jsonl(d / "eval_predictions.jsonl", rows)
+    if suites[0]:
+        metrics["suites"] = suites[0]
     trained = d / "metrics.json"
     if trained.is_file():  # training figures and in-training evaluations stay in the report
         old = json.loads(trained.read_text(encoding="utf-8"))
-        metrics.update({k: old[k] for k in ("train", "evals", "best", "data") if k in old})
-    write_report(d, run_summary(cfg), metrics, rows, read_log(d / "train_log.jsonl"))
+        kept = {k: old[k] for k in ("train", "evals", "best", "data") if k in old}
+    else:
+        kept = {}
+    write_results(d, cfg, metrics, rows, suites[1], prefix="eval_", keep=kept)

@@ -18,40 +18,12 @@ from tasktune.config import RunConfig, config_to_dict
 from tasktune.data import Datasets, build_datasets
 from tasktune.recipes.common import Loaded, evaluate_examples, headline_metric, load_base, max_new_tokens_for, metric_text
 from tasktune.recipes.folder import config_changes, prepare_folder, truncate_log
-from tasktune.report import read_log, write_json, write_jsonl, write_report
+from tasktune.recipes.results import merge_categories, write_results
+from tasktune.recipes.suites import evaluate_suites, suites_line, suites_of
 from tasktune.train import LoopState, NonFiniteLoss, StepInfo, TrainingStopped, make_accelerator, train_steps
 from tasktune.train.shard import gather_weights, whole_weights
 
-__all__ = ["finetune", "run_summary", "merge_categories", "decoding"]
-
-def run_summary(cfg: RunConfig) -> dict[str, str]:
-    """The settings a reader of report.md needs first."""
-    t = cfg.train
-    return {
-        "model": cfg.model,
-        "method": cfg.adapter.method,
-        "task": cfg.data.task if cfg.data.task != "file" else f"file {cfg.data.file.path}",
-        "system prompt": repr(cfg.encoding.system_prompt),
-        "steps x batch": f"{t.max_steps} x {t.batch_size}",
-        "lr": f"{t.lr:g} ({t.schedule}, warm-up {t.warmup_steps})",
-        "decoding": decoding(cfg),
-    }
-
-
-def decoding(cfg: RunConfig) -> str:
-    """How evaluation answers were generated, for the report."""
-    g = cfg.generate
-    how = f"sampling (temperature {g.temperature}, top_p {g.top_p}, seed {g.seed})" if g.do_sample else "greedy"
-    return f"{how}, at most {g.max_new_tokens} new tokens" if g.max_new_tokens else how
-
-
-def merge_categories(base: dict | None, final: dict) -> dict:
-    """Pop per-category figures out of the summaries into ``{cat: {base, final, n}}``."""
-    before = base.pop("by_category") if base else {}
-    return {
-        cat: {"base": before.get(cat, {}).get("exact_match"), "final": row["exact_match"], "n": row["n"]}
-        for cat, row in final.pop("by_category").items()
-    }
+__all__ = ["finetune"]
 
 
 def _log_row(info: StepInfo) -> dict:
@@ -289,9 +261,14 @@ def finetune(cfg: RunConfig, resume: bool = False, overwrite: bool = False) -> d
     clock = time.perf_counter()
     rows = _evaluate_final(run, result, state.counts, saved, metrics)
     timing["final_eval"] = time.perf_counter() - clock
+    clock = time.perf_counter()
+    suites, suite_rows = evaluate_suites(run.loaded, suites_of(cfg, run.data))
+    if suites:
+        metrics["suites"] = suites
+        timing["suites_eval"] = time.perf_counter() - clock
     timing["total"] = time.perf_counter() - start
     metrics["seconds"] = {k: round(v, 1) for k, v in timing.items()}
-    _write_run(run, metrics, rows, result.last)
+    _write_run(run, metrics, rows, suite_rows, result.last)
     return metrics
 
 
@@ -373,16 +350,16 @@ def _evaluate_final(run: _Run, result: TrainResult, counts, saved: Path, metrics
     return rows
 
 
-def _write_run(run: _Run, metrics: dict, rows: list[dict], last: StepInfo) -> None:
-    """metrics.json, predictions.jsonl and report.md, and the closing lines."""
+def _write_run(run: _Run, metrics: dict, rows: list[dict], suite_rows: list[dict], last: StepInfo) -> None:
+    """metrics.json, predictions.jsonl, suite_predictions.jsonl and report.md, and the closing lines."""
     out, metric = run.out, run.metric
-    write_json(out / "metrics.json", metrics)
-    write_jsonl(out / "predictions.jsonl", rows)
-    write_report(out, run_summary(run.cfg), metrics, rows, read_log(out / "train_log.jsonl"))
+    write_results(out, run.cfg, metrics, rows, suite_rows)
     base = metric_text(metric, metrics["base"][metric]) if "base" in metrics else "not evaluated"
     run.say(
         f"{metric} on {metrics['final']['n']} held-out examples: base {base} -> tuned "
         f"{metric_text(metric, metrics['final'][metric])} ({last.step} steps, {last.seconds / 60:.1f} min of training, "
         f"{metrics['seconds']['total'] / 60:.1f} min in all)"
     )
+    if metrics.get("suites"):
+        run.say(suites_line(metric, metrics["final"], metrics["suites"]))
     run.say(f"run folder: {out}  (report.md with plots, metrics.json, predictions.jsonl, adapter/)")

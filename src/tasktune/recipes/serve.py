@@ -15,7 +15,8 @@ from pathlib import Path
 from tasktune.adapters import get_adapter
 from tasktune.config import RunConfig, load_config
 from tasktune.encoding import ChatEncoder
-from tasktune.recipes.common import Loaded, load_base, load_run, max_new_tokens_for, presented, run_config, shown_differently
+from tasktune.recipes.common import (Loaded, as_learned, load_base, load_run, max_new_tokens_for, presented, run_config,
+                                     shown_differently)
 from tasktune.serve import Served, serve_forever
 
 __all__ = ["load_served", "serve"]
@@ -24,7 +25,7 @@ __all__ = ["load_served", "serve"]
 def _served(name: str, loaded: Loaded, adapter: str | None, shared: bool, tokens: int) -> Served:
     present = partial(presented, loaded.cfg)
     return Served(name, loaded.model, loaded.tokenizer, loaded.encoder, adapter, shared, tokens, present,
-                  live=not shown_differently(loaded.cfg))
+                  live=not shown_differently(loaded.cfg), learned=partial(as_learned, loaded.cfg))
 
 
 def _shared_key(cfg: RunConfig) -> tuple:

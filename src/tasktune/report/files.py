@@ -140,11 +140,56 @@ def _plots(out: Path, metrics: dict, log_rows: list[dict]) -> list[str]:
     return lines
 
 
-def write_report(out: Path, summary: dict[str, str], metrics: dict, predictions: list[dict], log_rows: list[dict]) -> None:
+SUITE_TEXT = {
+    "turns_1": "after 1 earlier turn (a question of the task, answered worked or plain)",
+    "turns_3": "after 3 earlier turns (questions of the task answered worked or plain, unrelated exchanges)",
+    "system": "under a system prompt never trained on",
+    "longer": "operands one digit longer than any training operand",
+}
+"""What each robustness suite asks, for the report (``style_<name>``: in that prompt style)."""
+
+
+def _suite_text(name: str) -> str:
+    if name.startswith("style_"):
+        return f"in the prompt style {name[len('style_'):]}"
+    return SUITE_TEXT.get(name, name)
+
+
+def _suites_section(metrics: dict, suite_rows: list[dict]) -> list[str]:
+    """The robustness table (held-out first, then each suite; the weakest in bold) and
+    the weakest suite's wrong answers."""
+    suites, final = metrics.get("suites"), metrics["final"]
+    if not suites:
+        return []
+    metric = metrics.get("metric", "exact_match")
+    figure = lambda s: s.get(metric, s.get("exact_match"))  # noqa: E731
+    weakest = min(suites, key=lambda n: figure(suites[n]))
+    lines = ["", "## Robustness", "",
+             f"The held-out questions asked other ways. Held-out {_figure_text(metric, final[metric])}; weakest suite: "
+             f"**{weakest}** {_figure_text(metric, figure(suites[weakest]))}.", "",
+             f"| suite | asked | {metric} | n |", "| --- | --- | --- | --- |",
+             f"| held-out | alone, as trained | {_figure_text(metric, final[metric])} | {final['n']} |"]
+    for name, s in suites.items():
+        bold = "**" if name == weakest else ""
+        lines.append(f"| {bold}{name}{bold} | {_suite_text(name)} | {_figure_text(metric, figure(s))} | {s['n']} |")
+    wrong = [r for r in suite_rows if r.get("suite") == weakest and not r["correct"]][:5]
+    if wrong:
+        lines += ["", f"Wrong answers of {weakest} ({len(wrong)} shown; all in suite_predictions.jsonl):", "",
+                  "| prompt | earlier turns | system | reference | prediction |", "| --- | --- | --- | --- | --- |"]
+        lines += [f"| {_cell(r['prompt'], 30)} | {r.get('earlier_turns', 0)} | {_cell(r.get('system') or '-', 30)} | "
+                  f"{_cell(r['reference'], 20)} | {_cell(r['prediction'], 60)} |" for r in wrong]
+    return lines
+
+
+def write_report(
+    out: Path, summary: dict[str, str], metrics: dict, predictions: list[dict], log_rows: list[dict],
+    suite_rows: list[dict] | None = None,
+) -> None:
     """``report.md`` in the run folder ``out``, with its plots (loss.png, eval.png):
     settings, base vs tuned figures (exact match, ROUGE-1/2/L, BLEU-4) overall and exact
-    match per category, training figures, evaluations during training, and the ten most
-    informative errors."""
+    match per category, the robustness suites (``metrics["suites"]``, the weakest beside
+    the held-out figure, its wrong answers from ``suite_rows``), training figures,
+    evaluations during training, and the ten most informative errors."""
     base, final = metrics.get("base"), metrics["final"]
     metric = metrics.get("metric", "exact_match")
     lines = [f"# tasktune run report: {out.resolve().name}", "", "## Settings", "", "| setting | value |", "| --- | --- |"]
@@ -156,6 +201,12 @@ def write_report(out: Path, summary: dict[str, str], metrics: dict, predictions:
         if name in final:
             bold = "**" if name == metric else ""
             lines.append(f"| {bold}{name}{bold} | {_figure_text(name, base and base.get(name))} | {_figure_text(name, final[name])} |")
+    suites = metrics.get("suites")
+    if suites:
+        weakest = min(suites, key=lambda n: suites[n].get(metric, suites[n]["exact_match"]))
+        lines += ["", f"Weakest robustness suite: **{weakest}** "
+                  f"{_figure_text(metric, suites[weakest].get(metric, suites[weakest]['exact_match']))} (table below)."]
+    lines += _suites_section(metrics, suite_rows or [])
     cats = metrics.get("by_category", {})
     if len(cats) > 1:
         lines += ["", "## Exact match by category", "", "| category | base | tuned | n |", "| --- | --- | --- | --- |"]

@@ -61,6 +61,8 @@ class Served:
     live: bool = True
     """Stream answers piece by piece; False (answers learned reversed or digit-spaced):
     a stream gets the presented answer whole, once it is complete."""
+    learned: Callable[[str], str] = lambda text: text
+    """An earlier answer a client sends back -> as the model wrote it (``present``'s inverse)."""
 
     @property
     def context(self) -> int:
@@ -68,7 +70,9 @@ class Served:
         return int(getattr(self.model.config, "max_position_embeddings", 2048) or 2048)
 
     def prompt_ids(self, example: Example) -> list[int]:
-        return self.encoder.prompt_ids(example)
+        """The rendered conversation's tokens, earlier answers in the form the model wrote them."""
+        history = tuple((user, self.learned(answer)) for user, answer in example.history)
+        return self.encoder.prompt_ids(replace(example, history=history))
 
 
 @dataclass

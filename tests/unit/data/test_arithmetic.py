@@ -341,6 +341,34 @@ def test_digits_so_far_follow_each_column(a, op, b, expected):
     assert all(s.ok for s in check_steps(expected))
 
 
+@pytest.mark.parametrize(
+    "a, op, b, expected",
+    [
+        ("3518", "+", "7937", "8+7=15,351+793:1+3=4+1=5,35+79:5+9=14,3+7:3+7=10+1=11 #### 11455"),
+        ("843", "-", "129", "8-1=7:3-9=-6+10=4,84-12:4-2=2-1=1,8-1:8-1=7 #### 714"),
+        ("278", "-", "281", "2-2=0,7-8=-1:-(281-278):1-8=-7+10=3,28-27:8-7=1-1=0,2-2:2-2=0 #### -3"),
+        ("7", "+", "46", "7+6=13,0+4:0+4=4+1=5 #### 53"),  # an operand used up is restated as 0
+        ("100", "+", "5", "0+5=5,10+0:0+0=0,1+0:1+0=1 #### 105"),
+    ],
+)
+def test_restate_writes_what_is_left_of_both_operands_before_each_column(a, op, b, expected):
+    from tasktune.eval.steps import check_steps
+
+    restated = column_steps(Decimal(a), op, Decimal(b), restate=True)
+    assert restated == expected
+    # The same true steps as without restatements; the last digits of what is restated are the column's.
+    plain = column_steps(Decimal(a), op, Decimal(b))
+    assert [s.text for s in check_steps(restated)] == [s.text for s in check_steps(plain)]
+    for left, step in re.findall(r"(\d+[-+]\d+):(\d[-+]\d)", restated):
+        x, y = re.split(r"[-+]", left)
+        assert step[0] == x[-1] and step[2] == y[-1]
+
+
+def test_restate_is_refused_with_decimal_operands():
+    assert any("restate" in p for p in ArithmeticConfig(restate=True, decimal_share=0.5).problems())
+    assert not ArithmeticConfig(restate=True).problems()
+
+
 def test_chained_carries_are_facts_of_their_own():
     assert column_steps(Decimal(196), "+", Decimal(599)) == "6+9=15,9+9=18+1=19,1+5=6+1=7 #### 795"
     assert column_steps(Decimal(402), "-", Decimal(199), sign="first") == "2-9=-7+10=3,0-9=-9-1=-10+10=0,4-1=3-1=2 #### 203"
@@ -513,3 +541,16 @@ def test_close_share_draws_near_equal_training_subtractions_only():
     assert first < 0.2 and two_digits < 0.05  # uniform: about 1 in 9 and 1 in 90
     first, two_digits = shared_lead(two)
     assert first == 1.0 and two_digits > 0.4  # the last 1 or 2 digits drawn again
+
+
+@pytest.mark.parametrize("fmt", ["reversed", "spaced", "value", "columns", "equation"])
+def test_learned_answer_undoes_restore_answer_for_every_answer_format(fmt):
+    from tasktune.data.arithmetic import learned_answer
+
+    cfg = ArithmeticConfig(answer_format=fmt, ops={"+": 1, "-": 1, "/": 1}, division="remainder", decimal_share=0.3)
+    rng = random.Random(3)
+    for _ in range(200):
+        example = to_example(sample_problem(rng, cfg), rng, cfg)
+        shown = restore_answer(example.response, cfg)
+        assert learned_answer(shown, cfg) == example.response, (fmt, example.response, shown)
+    assert learned_answer("Hello there", cfg) == "Hello there"  # not a value: as it is

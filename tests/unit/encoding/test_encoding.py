@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -80,6 +82,59 @@ def test_history_is_rendered_but_not_supervised(tokenizer):
     assert "<|im_start|>user\n1+1=<|im_end|>\n<|im_start|>assistant\n2<|im_end|>" in head
     assert "<|im_start|>assistant\n4<|im_end|>\n<|im_start|>user\nAnd 3-8=" in head
     assert tokenizer.decode([t for t in out.labels if t != IGNORE_INDEX]) == "-5<|im_end|>"
+
+
+def _spans(tokenizer, out) -> list[str]:
+    """The supervised spans of an encoded row, decoded, in order."""
+    spans, current = [], []
+    for tok, lab in zip(out.input_ids, out.labels):
+        if lab != IGNORE_INDEX:
+            assert lab == tok  # labels stay aligned with the inputs, never shifted
+            current.append(tok)
+        elif current:
+            spans.append(tokenizer.decode(current))
+            current = []
+    return spans + ([tokenizer.decode(current)] if current else [])
+
+
+LEARNED = Example(prompt="And 3-8=", response="-5", history=(("1+1=", "2"), ("Hello!", "Hi!"), ("2+2=", "4")),
+                  learn_history=(True, False, True))
+
+
+@pytest.mark.parametrize("system", ["", None, "Answer with a number."], ids=["empty", "none", "custom"])
+def test_earlier_answers_marked_learned_are_supervised_with_their_end_of_turn(tokenizer, system):
+    enc = ChatEncoder(tokenizer, system_prompt=system)
+    out = enc.encode(LEARNED, 512)
+    assert _spans(tokenizer, out) == ["2<|im_end|>", "4<|im_end|>", "-5<|im_end|>"]
+    # Each learned answer starts right where the template's prompt for that turn ends.
+    upto = Example(prompt="2+2=", response="4", history=LEARNED.history[:2])
+    n = len(_reference_prompt_ids(tokenizer, upto, system))
+    assert out.labels[n - 1] == IGNORE_INDEX and out.labels[n] == out.input_ids[n]
+    assert out.input_ids == enc.encode(replace(LEARNED, learn_history=()), 512).input_ids  # same tokens either way
+
+
+def test_chatglm_earlier_answers_are_learned_without_the_eos_it_writes_only_last(tokenizer):
+    out = ChatEncoder(tokenizer, template="chatglm").encode(LEARNED, 512)
+    assert _spans(tokenizer, out) == ["2", "4", "-5" + tokenizer.eos_token]
+
+
+def test_a_template_that_rewrites_earlier_answers_cannot_learn_them(tokenizer):
+    # Like templates that drop earlier reasoning: the earlier answer is not rendered as written.
+    template = ("{%- for m in messages -%}{%- if m['role'] == 'assistant' and not loop.last -%}"
+                "{{ '<|im_start|>assistant\n(earlier)<|im_end|>\n' }}{%- else -%}"
+                "{{ '<|im_start|>' + m['role'] + '\n' + m['content'] + '<|im_end|>\n' }}{%- endif -%}{%- endfor -%}"
+                "{%- if add_generation_prompt -%}{{ '<|im_start|>assistant\n' }}{%- endif -%}")
+    tokenizer_template = type(tokenizer.chat_template)(template)
+    enc = ChatEncoder(tokenizer, system_prompt=None)
+    enc.template = tokenizer_template
+    with pytest.raises(ValueError, match="learn_earlier"):
+        enc.encode(LEARNED, 512)
+
+
+def test_preview_marks_every_supervised_span(tokenizer):
+    shown = ChatEncoder(tokenizer).preview(LEARNED)
+    assert "assistant\n⟦2<|im_end|>⟧" in shown and "assistant\nHi!<|im_end|>" in shown
+    assert shown.endswith("assistant\n⟦-5<|im_end|>⟧")
 
 
 def test_chatglm_template(tokenizer):

@@ -91,3 +91,24 @@ def test_report_shows_step_accuracy_where_the_first_wrong_step_falls_and_the_wor
     assert "| carry |  | 1 | 1 |" in text  # kind, step 1, step 2, all
     assert "6+9=15,**9+9=18**,1+5=6+1=7 #### 785" in text  # the first wrong step in bold
     assert "step 2: carry" in text
+
+
+def test_report_shows_each_suite_the_weakest_beside_the_headline_and_its_wrong_answers(tmp_path: Path):
+    final = {"exact_match": 0.98, "n": 300}
+    suites = {"turns_1": {"exact_match": 0.97, "n": 300}, "turns_3": {"exact_match": 0.55, "n": 300},
+              "style_zh_pairs": {"exact_match": 0.96, "n": 300}}
+    metrics = {"metric": "exact_match", "final": final, "by_category": {}, "suites": suites}
+    suite_rows = [{**_row("add", False, 0.0, "30+41="), "suite": "turns_3", "earlier_turns": 3, "reference": "71",
+                   "prediction": "4+1=5,3+4=7 #### 75"},
+                  {**_row("add", False, 0.0, "12+13="), "suite": "turns_1", "earlier_turns": 1, "prediction": "x"}]
+    write_report(tmp_path, {"model": "m"}, metrics, [_row("add", True)], [], suite_rows)
+    text = (tmp_path / "report.md").read_text()
+    assert "Weakest robustness suite: **turns_3** 55.0%" in text  # beside the headline figure
+    assert "| held-out | alone, as trained | 98.0% | 300 |" in text
+    assert "| **turns_3** | after 3 earlier turns" in text and "| turns_1 | after 1 earlier turn" in text
+    assert "| style_zh_pairs | in the prompt style zh_pairs | 96.0% | 300 |" in text
+    wrong = text.split("Wrong answers of turns_3")[1]
+    assert "30+41=" in wrong and "4+1=5,3+4=7 #### 75" in wrong and "12+13=" not in wrong
+    # Without suites the section is not written.
+    write_report(tmp_path, {"model": "m"}, {**metrics, "suites": {}}, [_row("add", True)], [])
+    assert "Robustness" not in (tmp_path / "report.md").read_text()
