@@ -126,8 +126,10 @@ class ArithmeticConfig:
                                    or sum(styles.values()) <= 0):
             p.append(f"{where}.train_prompt_formats: weights >= 0 (at least one positive) of {', '.join(PROMPT_FORMATS)}, "
                      f"got {styles}")
-        if self.restate and self.decimal_share:
-            p.append(f"{where}.restate: for integer operands only; set decimal_share: 0 or restate: false")
+        if self.restate and (self.decimal_share or self.answer_format != "columns" or self.sign == "last"):
+            p.append(f"{where}.restate: for + and - columns of integers (answer_format: columns, decimal_share: 0, "
+                     f"sign: first or compare); got answer_format {self.answer_format}, decimal_share "
+                     f"{self.decimal_share}, sign {self.sign}")
         for name in ("decimal_share", "train_close_share"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 p.append(f"{where}.{name}: must be within [0, 1], got {getattr(self, name)}")

@@ -105,6 +105,8 @@ def _conversation(last: Example, source: Iterator[Example], cfg: ContextConfig, 
             continue
         plain = rng.random() < cfg.plain_share
         earlier = next(source)
+        while earlier.prompt == last.prompt:  # a small set's next epoch: never the question itself
+            earlier = next(source)
         # A plain answer that is the trained one too (an answer without steps) is trained on.
         turn = earlier_turn(earlier, plain)
         history.append(turn)
@@ -112,14 +114,15 @@ def _conversation(last: Example, source: Iterator[Example], cfg: ContextConfig, 
     system = last.system
     if system is None and rng.random() < cfg.system_share:
         system = rng.choice(SYSTEM_PROMPTS)
-    return replace(last, history=last.history + tuple(history), learn_history=_learned(last, learned), system=system)
+    # The new turns come first: a row's own earlier turns stay right before its question.
+    return replace(last, history=tuple(history) + last.history, learn_history=_learned(last, learned), system=system)
 
 
 def _learned(last: Example, learned: list[bool]) -> tuple[bool, ...]:
-    """The learn flags of ``last``'s own history (from its data row: never trained on)
-    followed by the new turns'."""
+    """The new turns' learn flags followed by those of ``last``'s own history (from its
+    data row: never trained on)."""
     own = last.learn_history or (False,) * len(last.history)
-    return tuple(own) + tuple(learned) if any(learned) else ()
+    return tuple(learned) + tuple(own) if any(learned) else ()
 
 
 def in_conversations(stream: Iterator[Example], cfg: ContextConfig, rng: random.Random) -> Iterator[Example]:

@@ -28,7 +28,7 @@ from dataclasses import replace
 
 from tasktune.config.data import PROMPT_FORMATS, DataConfig
 from tasktune.data import arithmetic
-from tasktune.data.conversation import EVAL_OTHER_EXCHANGES, EVAL_SYSTEM_PROMPTS, earlier_turn
+from tasktune.data.conversation import EVAL_OTHER_EXCHANGES, EVAL_SYSTEM_PROMPTS, earlier_turn, plain_answer
 from tasktune.data.example import Example
 
 __all__ = ["build_suites", "longer_config"]
@@ -42,40 +42,52 @@ def longer_config(cfg: DataConfig) -> DataConfig:
     return replace(cfg, arithmetic=replace(a, digits=(top, top), digits_b=None, digit_sampling="uniform"))
 
 
-def _earlier_pool(cfg: DataConfig, held_out: list[Example], problems: list | None, seed: int) -> list[Example]:
-    """Questions for earlier turns: generated apart from every held-out problem
-    (arithmetic), or the held-out rows themselves (a file: each row's earlier turns are
-    other rows)."""
-    if problems is None:
+def _twins(problem: arithmetic.Problem) -> set[tuple]:
+    """The problem's key and, for + and *, its commutative twin's (``38+47`` for ``47+38``)."""
+    a, op, b = problem.key
+    return {(a, op, b), (b, op, a)} if op in "+*" else {(a, op, b)}
+
+
+def _earlier_pool(cfg: DataConfig, held_out: list[Example], every: list | None, seed: int) -> list[Example]:
+    """Questions for earlier turns: up to 200 generated apart from every held-out problem
+    and its commutative twin (arithmetic; as many as a small problem space has), or the
+    held-out rows themselves (a file: each row's earlier turns are other rows)."""
+    if every is None:
         return held_out
-    exclude = {p.key for p in problems}
+    exclude = set().union(*(_twins(p) for p in every))
     a = cfg.arithmetic
     rng = random.Random(f"suite-turns-{seed}")
-    wanted = min(len(problems), 200)
-    drawn = arithmetic.train_problems(a, seed=f"suite-{seed}", exclude=exclude, limit=wanted)  # type: ignore[arg-type]
-    return [arithmetic.to_example(p, rng, a) for p in drawn]
+    chosen: dict[tuple, arithmetic.Problem] = {}
+    for _ in range(50 * 200):
+        if len(chosen) == 200:
+            break
+        problem = arithmetic.sample_problem(rng, a)
+        if not _twins(problem) & exclude:
+            chosen.setdefault(problem.key, problem)
+    return [arithmetic.to_example(p, rng, a) for p in chosen.values()]
 
 
 def _with_turns(example: Example, index: int, turns: int, pool: list[Example], rng: random.Random) -> Example:
     """``example`` after ``turns`` earlier turns: with one turn, answered in the trained
     form and plainly in alternate rows; with more, each turn worked (40%), plain (40%) or
-    an unrelated exchange (20%). No earlier question is the example's own."""
-    others = [e for e in pool if e.prompt != example.prompt]
+    an unrelated exchange (20%). No earlier question is the example's own or has its answer."""
+    others = [e for e in pool if e.prompt != example.prompt and plain_answer(e) != plain_answer(example)]
     history = []
     for t in range(turns):
         if turns == 1:
             kind = "plain" if index % 2 else "worked"
         else:
             kind = rng.choices(("worked", "plain", "other"), weights=(0.4, 0.4, 0.2))[0]
-        if kind == "other":
+        if kind == "other" or not others:
             history.append(rng.choice(EVAL_OTHER_EXCHANGES))
         else:
             history.append(earlier_turn(rng.choice(others), plain=kind == "plain"))
-    return replace(example, history=example.history + tuple(history), learn_history=())
+    return replace(example, history=tuple(history) + example.history, learn_history=())
 
 
 def build_suites(
-    cfg: DataConfig, names: tuple[str, ...], held_out: list[Example], problems: list | None, seed: int
+    cfg: DataConfig, names: tuple[str, ...], held_out: list[Example], problems: list | None, seed: int,
+    every: list | None = None,
 ) -> dict[str, list[Example]]:
     """The suites named in ``names`` that apply to the task, each built from ``held_out``.
 
@@ -87,6 +99,8 @@ def build_suites(
         held_out: The held-out examples (the first N of the eval set).
         problems: The arithmetic problems of ``held_out`` (same order); None for a file task.
         seed: ``eval.seed``: every suite is the same for the same seed.
+        every: Every held-out problem (``held_out`` may be the first N): no earlier turn
+            is any of them; None: ``problems``.
 
     Returns:
         Suite name -> examples, in the order of ``names``; a suite that does not apply
@@ -98,7 +112,7 @@ def build_suites(
     for name in names:
         rng = random.Random(f"suite-{name}-{seed}")
         if name in ("turns_1", "turns_3"):
-            pool = _earlier_pool(cfg, held_out, problems if generated else None, seed)
+            pool = _earlier_pool(cfg, held_out, (every or problems) if generated else None, seed)
             if len({e.prompt for e in pool}) < 2:
                 continue
             turns = int(name[-1])

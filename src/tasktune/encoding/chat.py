@@ -169,9 +169,10 @@ class ChatEncoder:
             if not full.startswith(head + answer):
                 raise ValueError(f"chat template: earlier turn {turn + 1} ({user[:30]!r}) renders differently inside the "
                                  "conversation, so its answer cannot be trained on; set data.context.learn_earlier: false")
-            start = len(self.tokenizer(head, add_special_tokens=False).input_ids)
-            end = len(self.tokenizer(head + text, add_special_tokens=False).input_ids)
-            if ids[:end] != self.tokenizer(head + text, add_special_tokens=False).input_ids:
+            head_ids = self.tokenizer(head, add_special_tokens=False).input_ids
+            upto_ids = self.tokenizer(head + text, add_special_tokens=False).input_ids
+            start, end = len(head_ids), len(upto_ids)
+            if ids[:end] != upto_ids or ids[:start] != head_ids:
                 raise ValueError(f"tokenizer: earlier turn {turn + 1}'s answer {answer[:20]!r} merges with the text around "
                                  "it; set data.context.learn_earlier: false")
             spans.append((start, end))

@@ -99,6 +99,8 @@ class _Run:
     metric: str
     found: Path | None
     """The checkpoint a resumed run continues from; None for a fresh run."""
+    suites: dict = field(default_factory=dict)
+    """The robustness suites, built before training (a problem space too small fails early)."""
 
     @property
     def main(self) -> bool:
@@ -262,7 +264,7 @@ def finetune(cfg: RunConfig, resume: bool = False, overwrite: bool = False) -> d
     rows = _evaluate_final(run, result, state.counts, saved, metrics)
     timing["final_eval"] = time.perf_counter() - clock
     clock = time.perf_counter()
-    suites, suite_rows = evaluate_suites(run.loaded, suites_of(cfg, run.data))
+    suites, suite_rows = evaluate_suites(run.loaded, run.suites)
     if suites:
         metrics["suites"] = suites
         timing["suites_eval"] = time.perf_counter() - clock
@@ -284,6 +286,7 @@ def _prepare(cfg: RunConfig, resume: bool, overwrite: bool) -> _Run:
     data = build_datasets(cfg.data, cfg.eval.max_examples, cfg.eval.seed, cfg.seed)
     if data.skipped_rows and accelerator.is_main_process:
         print(f"skipped {len(data.skipped_rows)} bad row(s) (data.file.on_bad_row: skip), first: {data.skipped_rows[0]}")
+    suites = suites_of(cfg, data)  # before the model loads: a problem space too small fails here
     metric = headline_metric(cfg, data.eval)
     if metric == "exact_match" and cfg.train.stop_at is not None and cfg.train.stop_at > 1:
         raise ValueError(f"train.stop_at={cfg.train.stop_at}: this task's eval.metric is exact_match, a share "
@@ -293,7 +296,7 @@ def _prepare(cfg: RunConfig, resume: bool, overwrite: bool) -> _Run:
     # Resolve the generation budget once, so predict/chat/eval of this run use the same.
     budget = max_new_tokens_for(cfg, loaded.tokenizer, data.eval)
     cfg = loaded.cfg = replace(cfg, generate=replace(cfg.generate, max_new_tokens=budget))
-    run = _Run(cfg, out, accelerator, data, loaded, metric, found)
+    run = _Run(cfg, out, accelerator, data, loaded, metric, found, suites)
     if found is not None and (changes := config_changes(out, cfg)):
         run.say(f"warning: resuming with settings that differ from {out / 'config.yaml'}: " + "; ".join(changes))
     if run.main:

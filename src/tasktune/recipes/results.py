@@ -50,4 +50,6 @@ def write_results(out: Path, cfg: RunConfig, metrics: dict, rows: list[dict], su
     write_jsonl(out / f"{prefix}predictions.jsonl", rows)
     if suite_rows:
         write_jsonl(out / f"{prefix}suite_predictions.jsonl", suite_rows)
+    else:  # an earlier evaluation's suites are not this one's
+        (out / f"{prefix}suite_predictions.jsonl").unlink(missing_ok=True)
     write_report(out, run_summary(cfg), {**metrics, **(keep or {})}, rows, read_log(out / "train_log.jsonl"), suite_rows)

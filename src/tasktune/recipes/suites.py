@@ -9,7 +9,7 @@ from tasktune.recipes.common import Loaded, answer_budget, evaluate_examples, ma
 
 __all__ = ["suites_of", "evaluate_suites", "suites_line", "SUITE_FIGURES"]
 
-SUITE_FIGURES = ("exact_match", "n", "step_accuracy", "cut_at_cap", "rouge-l")
+SUITE_FIGURES = ("exact_match", "n", "rouge-1", "rouge-2", "rouge-l", "bleu-4", "step_accuracy", "cut_at_cap")
 """The figures of a suite's summary that metrics.json keeps (where the summary has them)."""
 
 
@@ -18,7 +18,7 @@ def suites_of(cfg: RunConfig, data: Datasets) -> dict:
     held-out examples."""
     k = cfg.eval.suite_examples or len(data.eval)
     problems = data.problems[:k] if data.problems is not None else None
-    return build_suites(cfg.data, cfg.eval.suites, data.eval[:k], problems, cfg.eval.seed)
+    return build_suites(cfg.data, cfg.eval.suites, data.eval[:k], problems, cfg.eval.seed, every=data.problems)
 
 
 def evaluate_suites(loaded: Loaded, suites: dict) -> tuple[dict[str, dict], list[dict]]:
@@ -41,6 +41,6 @@ def suites_line(metric: str, held_out: dict, suites: dict[str, dict]) -> str:
     """One line for the terminal: the held-out figure, each suite's and the weakest."""
     if not suites:
         return ""
-    cells = ", ".join(f"{name} {metric_text(metric, s.get(metric, s['exact_match']))}" for name, s in suites.items())
-    weakest = min(suites, key=lambda n: suites[n].get(metric, suites[n]["exact_match"]))
+    cells = ", ".join(f"{name} {metric_text(metric, s[metric])}" for name, s in suites.items())
+    weakest = min(suites, key=lambda n: suites[n][metric])
     return (f"robustness suites ({metric}): held-out {metric_text(metric, held_out[metric])}; {cells}; weakest: {weakest}")

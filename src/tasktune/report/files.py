@@ -162,19 +162,17 @@ def _suites_section(metrics: dict, suite_rows: list[dict]) -> list[str]:
     if not suites:
         return []
     metric = metrics.get("metric", "exact_match")
-    figure = lambda s: s.get(metric, s.get("exact_match"))  # noqa: E731
-    weakest = min(suites, key=lambda n: figure(suites[n]))
+    weakest = min(suites, key=lambda n: suites[n][metric])
     lines = ["", "## Robustness", "",
-             f"The held-out questions asked other ways. Held-out {_figure_text(metric, final[metric])}; weakest suite: "
-             f"**{weakest}** {_figure_text(metric, figure(suites[weakest]))}.", "",
+             "Each held-out question asked again, another way (`suite_predictions.jsonl` holds every answer).", "",
              f"| suite | asked | {metric} | n |", "| --- | --- | --- | --- |",
              f"| held-out | alone, as trained | {_figure_text(metric, final[metric])} | {final['n']} |"]
     for name, s in suites.items():
         bold = "**" if name == weakest else ""
-        lines.append(f"| {bold}{name}{bold} | {_suite_text(name)} | {_figure_text(metric, figure(s))} | {s['n']} |")
+        lines.append(f"| {bold}{name}{bold} | {_suite_text(name)} | {_figure_text(metric, s[metric])} | {s['n']} |")
     wrong = [r for r in suite_rows if r.get("suite") == weakest and not r["correct"]][:5]
     if wrong:
-        lines += ["", f"Wrong answers of {weakest} ({len(wrong)} shown; all in suite_predictions.jsonl):", "",
+        lines += ["", f"Wrong answers of the weakest suite, {weakest} ({len(wrong)} shown):", "",
                   "| prompt | earlier turns | system | reference | prediction |", "| --- | --- | --- | --- | --- |"]
         lines += [f"| {_cell(r['prompt'], 30)} | {r.get('earlier_turns', 0)} | {_cell(r.get('system') or '-', 30)} | "
                   f"{_cell(r['reference'], 20)} | {_cell(r['prediction'], 60)} |" for r in wrong]
@@ -203,9 +201,9 @@ def write_report(
             lines.append(f"| {bold}{name}{bold} | {_figure_text(name, base and base.get(name))} | {_figure_text(name, final[name])} |")
     suites = metrics.get("suites")
     if suites:
-        weakest = min(suites, key=lambda n: suites[n].get(metric, suites[n]["exact_match"]))
-        lines += ["", f"Weakest robustness suite: **{weakest}** "
-                  f"{_figure_text(metric, suites[weakest].get(metric, suites[weakest]['exact_match']))} (table below)."]
+        weakest = min(suites, key=lambda n: suites[n][metric])
+        lines += ["", f"Weakest robustness suite: **{weakest}** {_figure_text(metric, suites[weakest][metric])} "
+                  "(Robustness, below)."]
     lines += _suites_section(metrics, suite_rows or [])
     cats = metrics.get("by_category", {})
     if len(cats) > 1:

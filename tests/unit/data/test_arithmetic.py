@@ -364,9 +364,11 @@ def test_restate_writes_what_is_left_of_both_operands_before_each_column(a, op, 
         assert step[0] == x[-1] and step[2] == y[-1]
 
 
-def test_restate_is_refused_with_decimal_operands():
-    assert any("restate" in p for p in ArithmeticConfig(restate=True, decimal_share=0.5).problems())
-    assert not ArithmeticConfig(restate=True).problems()
+@pytest.mark.parametrize("other", [{"decimal_share": 0.5}, {"answer_format": "value"}, {"sign": "last"}])
+def test_restate_is_refused_where_it_cannot_apply(other):
+    columns = {"answer_format": "columns"}
+    assert any("restate" in p for p in ArithmeticConfig(restate=True, **{**columns, **other}).problems())
+    assert not ArithmeticConfig(restate=True, **columns).problems()
 
 
 def test_chained_carries_are_facts_of_their_own():

@@ -3,6 +3,7 @@ from the held-out set (tasktune.data.suites)."""
 
 from __future__ import annotations
 
+import random
 import re
 from dataclasses import replace
 from decimal import Decimal
@@ -13,7 +14,13 @@ import pytest
 from tasktune.config import ArithmeticConfig, ContextConfig, DataConfig
 from tasktune.data import Example, build_datasets
 from tasktune.data.arithmetic import ZH_PAIRS, Problem, solve
-from tasktune.data.conversation import EVAL_OTHER_EXCHANGES, EVAL_SYSTEM_PROMPTS, OTHER_EXCHANGES, SYSTEM_PROMPTS
+from tasktune.data.conversation import (
+    EVAL_OTHER_EXCHANGES,
+    EVAL_SYSTEM_PROMPTS,
+    OTHER_EXCHANGES,
+    SYSTEM_PROMPTS,
+    in_conversations,
+)
 from tasktune.data.suites import build_suites
 
 DEMO = ArithmeticConfig(
@@ -158,3 +165,37 @@ def test_a_file_task_builds_its_turn_suites_from_its_own_rows(tmp_path):
 def test_bad_context_settings_are_named(bad):
     problems = ContextConfig(**bad).problems()
     assert problems and all(p.startswith("data.context.") for p in problems)
+
+
+def test_no_earlier_turn_is_a_held_out_problem_its_twin_or_states_the_asked_answer():
+    cfg = _data()
+    data = build_datasets(cfg, 300, 1234, 0)
+    # Suites of the first 100 held-out: earlier turns avoid all 300 and their commutative twins.
+    suites = build_suites(cfg, ("turns_1", "turns_3"), data.eval[:100], data.problems[:100], 1234, every=data.problems)
+    twins = {e.prompt for e in data.eval} | {f"{b}+{a}=" for a, op, b in (_operands(e.prompt) for e in data.eval) if op == "+"}
+    for rows in suites.values():
+        for asked in rows:
+            for user, answer in asked.history:
+                assert user not in twins
+                if (user, answer) not in EVAL_OTHER_EXCHANGES:
+                    a, op, b = _operands(user)
+                    assert str(solve(Problem(Decimal(a), op, Decimal(b)), 2)) != asked.answer
+
+
+def test_a_small_problem_space_still_gets_its_suites():
+    cfg = DataConfig(arithmetic=ArithmeticConfig(ops={"+": 1}, digits=(1, 1), answer_format="columns"))
+    data = build_datasets(cfg, 60, 1234, 0)  # 60 of the 100 problems held out
+    suites = build_suites(cfg, ("turns_1", "turns_3", "longer"), data.eval, data.problems, 1234)
+    assert [len(v) for v in suites.values()] == [60, 60, 60]
+
+
+def test_a_row_never_follows_its_own_question_and_a_files_own_turns_stay_before_it():
+    own = Example(prompt="and in French?", response="Bonjour", history=(("Say hello", "Hello"),))
+    task = Example(prompt="2+2=", response="4", answer="4")
+    rows = [own, own, task, task, task]  # a small set: the next example is often the question itself
+    stream = in_conversations(iter(rows * 50), ContextConfig(share=1.0, turns=(1, 1), other_share=0.0), random.Random(0))
+    for row in islice(stream, 20):
+        assert row.prompt not in [user for user, _ in row.history]
+        if row.prompt == own.prompt:
+            assert row.history[-1] == ("Say hello", "Hello")  # the row's own turn right before its question
+            assert not row.learn_history or row.learn_history[-1] is False

@@ -103,11 +103,11 @@ def test_report_shows_each_suite_the_weakest_beside_the_headline_and_its_wrong_a
                   {**_row("add", False, 0.0, "12+13="), "suite": "turns_1", "earlier_turns": 1, "prediction": "x"}]
     write_report(tmp_path, {"model": "m"}, metrics, [_row("add", True)], [], suite_rows)
     text = (tmp_path / "report.md").read_text()
-    assert "Weakest robustness suite: **turns_3** 55.0%" in text  # beside the headline figure
+    assert "Weakest robustness suite: **turns_3** 55.0% (Robustness, below)" in text  # beside the headline figure
     assert "| held-out | alone, as trained | 98.0% | 300 |" in text
     assert "| **turns_3** | after 3 earlier turns" in text and "| turns_1 | after 1 earlier turn" in text
     assert "| style_zh_pairs | in the prompt style zh_pairs | 96.0% | 300 |" in text
-    wrong = text.split("Wrong answers of turns_3")[1]
+    wrong = text.split("Wrong answers of the weakest suite, turns_3")[1]
     assert "30+41=" in wrong and "4+1=5,3+4=7 #### 75" in wrong and "12+13=" not in wrong
     # Without suites the section is not written.
     write_report(tmp_path, {"model": "m"}, {**metrics, "suites": {}}, [_row("add", True)], [])
