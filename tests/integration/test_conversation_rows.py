@@ -51,9 +51,9 @@ def _rows(path, n: int, seed: int) -> None:
 def _train(model, rows, out, share: float) -> tuple[float, float]:
     cfg = load_config(None, [
         f"model={model}", "data.task=file", f"data.file.path={rows}", f"output_dir={out}",
-        "adapter.method=full", "train.max_steps=400", "train.batch_size=16", "train.lr=1e-2", "train.warmup_steps=10",
+        "adapter.method=full", "train.max_steps=300", "train.batch_size=16", "train.lr=1e-2", "train.warmup_steps=10",
         "train.schedule=linear", "train.min_lr_ratio=0", "train.max_minutes=null", "train.log_every=1000",
-        "eval.max_examples=100", "eval.base=false", "eval.suites=[turns_3]",
+        "eval.max_examples=80", "eval.base=false", "eval.suites=[turns_3]",
         f"data.context.share={share}", "data.context.plain_share=0",
     ])
     metrics = finetune(cfg, overwrite=True)
