@@ -28,6 +28,8 @@ def _args(model_dir: Path, out: Path) -> list[str]:
         # amount that depends on the rows (worked answers, or more short operands, took the
         # largest difference from 2e-6 to 1e-3, with or without the length sort).
         "data.arithmetic.answer_format=value", "data.arithmetic.train_digit_sampling=uniform",
+        "data.arithmetic.digits_so_far=false", "data.arithmetic.train_prompt_formats=null", "data.context.share=0",
+        "train.packing=false",
     ]
 
 

@@ -104,9 +104,9 @@ def _conversation(last: Example, source: Iterator[Example], cfg: ContextConfig, 
             learned.append(False)
             continue
         plain = rng.random() < cfg.plain_share
-        earlier = next(source)
-        while earlier.prompt == last.prompt:  # a small set's next epoch: never the question itself
-            earlier = next(source)
+        earlier = _other_than(last, source)
+        if earlier is None:  # every row asks this question: no earlier turn of the task
+            continue
         # A plain answer that is the trained one too (an answer without steps) is trained on.
         turn = earlier_turn(earlier, plain)
         history.append(turn)
@@ -116,6 +116,16 @@ def _conversation(last: Example, source: Iterator[Example], cfg: ContextConfig, 
         system = rng.choice(SYSTEM_PROMPTS)
     # The new turns come first: a row's own earlier turns stay right before its question.
     return replace(last, history=tuple(history) + last.history, learn_history=_learned(last, learned), system=system)
+
+
+def _other_than(last: Example, source: Iterator[Example], tries: int = 64) -> Example | None:
+    """The next example of ``source`` that does not ask ``last``'s question (a small set's
+    next epoch may); None when ``tries`` in a row all do."""
+    for _ in range(tries):
+        earlier = next(source)
+        if earlier.prompt != last.prompt:
+            return earlier
+    return None
 
 
 def _learned(last: Example, learned: list[bool]) -> tuple[bool, ...]:

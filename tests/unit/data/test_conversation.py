@@ -199,3 +199,10 @@ def test_a_row_never_follows_its_own_question_and_a_files_own_turns_stay_before_
         if row.prompt == own.prompt:
             assert row.history[-1] == ("Say hello", "Hello")  # the row's own turn right before its question
             assert not row.learn_history or row.learn_history[-1] is False
+
+
+def test_a_set_of_one_question_gets_no_earlier_turn_of_it_and_does_not_hang():
+    same = Example(prompt="Say seven", response="7")
+    stream = in_conversations(iter([same] * 10_000), ContextConfig(share=1.0, other_share=0.0), random.Random(0))
+    rows = list(islice(stream, 5))
+    assert all(not r.history for r in rows)
