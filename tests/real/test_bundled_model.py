@@ -31,13 +31,17 @@ def test_short_lora_run_teaches_the_bundled_model(tmp_path: Path):
         [str(Path(sys.executable).with_name("tasktune")), "train", str(CONFIG), f"output_dir={out}",
          # The demo's recipe on a fixed short schedule (its linear decay to zero over 40
          # steps), whatever the demo's time-bounded one is; one generation batch per evaluation.
-         "train.max_steps=40", "train.max_minutes=null", "train.warmup_steps=5", "eval.max_examples=64", "eval.every=0"],
+         "train.max_steps=40", "train.max_minutes=null", "train.warmup_steps=5", "eval.max_examples=64", "eval.every=0",
+         # One suite, to see it run on the real model (the demo asks all of them).
+         "eval.suites=[turns_1]"],
         capture_output=True, text=True, env={**os.environ, "TQDM_DISABLE": "1"}, timeout=900,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((out / "metrics.json").read_text())
     base, final = metrics["base"]["exact_match"], metrics["final"]["exact_match"]
-    print(f"bundled model, 40 steps: base {base:.1%} -> tuned {final:.1%}")
+    turns_1 = metrics["suites"]["turns_1"]["exact_match"]
+    print(f"bundled model, 40 steps: base {base:.1%} -> tuned {final:.1%}; after one earlier turn {turns_1:.1%}")
+    assert metrics["suites"]["turns_1"]["n"] == 64
     assert base <= 0.10, "the untuned model should not already answer bare arithmetic in this format"
     assert final >= base + 0.25, f"exact match rose only from {base:.1%} to {final:.1%}"
 
