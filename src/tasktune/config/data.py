@@ -103,9 +103,9 @@ class ArithmeticConfig:
     restate: bool = False
     """+ and - columns (answer_format: columns): before each column after the first, what is left
     of both operands (`3518+7937=` -> `8+7=15,351+793:1+3=4+1=5,35+79:5+9=14,3+7:3+7=10+1=11
-    #### 11455`), so each column's digits are read beside the restatement, not at an offset
-    learned from rows of one length: the procedure carries to operands longer than any trained
-    on (the `longer` suite). Integer operands only."""
+    #### 11455`), so each column's digits sit beside the restatement. Meant to carry the procedure
+    to longer operands; measured, it did not (trained on up to 3 digits: 0% on 4, BENCHMARKS.md
+    issue #29). Integer operands only."""
 
     def problems(self, where: str = "data.arithmetic") -> list[str]:
         """What the types cannot say: weights, digit ranges and shares out of range."""

@@ -73,7 +73,7 @@ def _with_turns(example: Example, index: int, turns: int, pool: list[Example], r
     an unrelated exchange (20%). No earlier question is the example's own or has its answer."""
     others = [e for e in pool if e.prompt != example.prompt and plain_answer(e) != plain_answer(example)]
     history = []
-    for t in range(turns):
+    for _ in range(turns):
         if turns == 1:
             kind = "plain" if index % 2 else "worked"
         else:
@@ -109,10 +109,12 @@ def build_suites(
     """
     suites: dict[str, list[Example]] = {}
     generated = cfg.task == "arithmetic" and problems is not None
+    pool: list[Example] | None = None  # the earlier-turn questions, drawn once for both turn suites
     for name in names:
         rng = random.Random(f"suite-{name}-{seed}")
         if name in ("turns_1", "turns_3"):
-            pool = _earlier_pool(cfg, held_out, (every or problems) if generated else None, seed)
+            if pool is None:
+                pool = _earlier_pool(cfg, held_out, (every or problems) if generated else None, seed)
             if len({e.prompt for e in pool}) < 2:
                 continue
             turns = int(name[-1])

@@ -130,9 +130,10 @@ def _so_far(steps: list[str], places: int) -> list[str]:
 def _restated(steps: list[str], x: int, y: int, op: str) -> list[str]:
     """Each column step after the first preceded by what is left of both operands
     (``restate``): ``3518+7937=`` -> ``8+7=15,351+793:1+3=4+1=5,35+79:5+9=14,3+7:3+7=10+1=11``.
-    A column's digits are then the last digit of each restated operand, found beside
-    the ``+`` and the ``:`` wherever the problem's length put them (the first column's
-    beside the prompt's ``+`` and ``=``), not at an offset learned from rows of one length."""
+    A column's digits are then the last digit of each restated operand, beside the ``+``
+    and the ``:`` (the first column's beside the prompt's ``+`` and ``=``). Trained on up to
+    3 digits, the model still restated lengths it had seen, not "all but the last digit"
+    (BENCHMARKS.md, issue #29)."""
     return [step if i == 0 else f"{x // 10**i}{op}{y // 10**i}:{step}" for i, step in enumerate(steps)]
 
 

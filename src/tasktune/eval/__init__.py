@@ -2,10 +2,10 @@
 
 from tasktune.eval.numeric import extract_number, is_correct, matches_value
 from tasktune.eval.steps import check_steps, first_wrong_step, step_figures, summarize_steps
-from tasktune.eval.summary import summarize
+from tasktune.eval.summary import summarize, weakest_suite
 from tasktune.eval.text import TEXT_METRICS, text_scores
 
 __all__ = [
     "extract_number", "matches_value", "is_correct", "summarize", "TEXT_METRICS", "text_scores",
-    "check_steps", "first_wrong_step", "step_figures", "summarize_steps",
+    "check_steps", "first_wrong_step", "step_figures", "summarize_steps", "weakest_suite",
 ]

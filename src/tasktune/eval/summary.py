@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-__all__ = ["summarize"]
+__all__ = ["summarize", "weakest_suite"]
 
 
 def summarize(correct: list[bool], categories: list[str], scores: list[dict[str, float]] | None = None) -> dict:
@@ -30,3 +30,8 @@ def summarize(correct: list[bool], categories: list[str], scores: list[dict[str,
             out[name] = round(sum(s[name] for s in scores) / len(scores), 4)
     out["by_category"] = {c: {"exact_match": sum(v) / len(v), "n": len(v)} for c, v in sorted(groups.items())}
     return out
+
+
+def weakest_suite(suites: dict[str, dict], metric: str) -> str:
+    """The name of the suite with the lowest ``metric`` (the first of equals, in order)."""
+    return min(suites, key=lambda name: suites[name][metric])

@@ -5,7 +5,8 @@ from __future__ import annotations
 from tasktune.config import RunConfig
 from tasktune.data import Datasets
 from tasktune.data.suites import build_suites
-from tasktune.recipes.common import Loaded, answer_budget, evaluate_examples, max_new_tokens_for, metric_text
+from tasktune.eval import weakest_suite
+from tasktune.recipes.common import Loaded, answer_budget, evaluate_examples, metric_text
 
 __all__ = ["suites_of", "evaluate_suites", "suites_line", "SUITE_FIGURES"]
 
@@ -30,7 +31,7 @@ def evaluate_suites(loaded: Loaded, suites: dict) -> tuple[dict[str, dict], list
     figures: dict[str, dict] = {}
     rows: list[dict] = []
     for name, examples in suites.items():
-        cap = max(max_new_tokens_for(loaded.cfg, loaded.tokenizer, examples), answer_budget(loaded.tokenizer, examples))
+        cap = max(loaded.cfg.generate.max_new_tokens or 0, answer_budget(loaded.tokenizer, examples))
         summary, predictions = evaluate_examples(loaded, examples, f"suite {name}", max_new_tokens=cap)
         figures[name] = {k: summary[k] for k in SUITE_FIGURES if k in summary}
         rows += [{"suite": name, **row} for row in predictions]
@@ -42,5 +43,5 @@ def suites_line(metric: str, held_out: dict, suites: dict[str, dict]) -> str:
     if not suites:
         return ""
     cells = ", ".join(f"{name} {metric_text(metric, s[metric])}" for name, s in suites.items())
-    weakest = min(suites, key=lambda n: suites[n][metric])
+    weakest = weakest_suite(suites, metric)
     return (f"robustness suites ({metric}): held-out {metric_text(metric, held_out[metric])}; {cells}; weakest: {weakest}")

@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from tasktune.eval import weakest_suite
+
 __all__ = ["write_json", "write_jsonl", "write_report", "read_log", "informative_errors", "worst_steps"]
 
 
@@ -162,7 +164,7 @@ def _suites_section(metrics: dict, suite_rows: list[dict]) -> list[str]:
     if not suites:
         return []
     metric = metrics.get("metric", "exact_match")
-    weakest = min(suites, key=lambda n: suites[n][metric])
+    weakest = weakest_suite(suites, metric)
     lines = ["", "## Robustness", "",
              "Each held-out question asked again, another way (`suite_predictions.jsonl` holds every answer).", "",
              f"| suite | asked | {metric} | n |", "| --- | --- | --- | --- |",
@@ -201,7 +203,7 @@ def write_report(
             lines.append(f"| {bold}{name}{bold} | {_figure_text(name, base and base.get(name))} | {_figure_text(name, final[name])} |")
     suites = metrics.get("suites")
     if suites:
-        weakest = min(suites, key=lambda n: suites[n][metric])
+        weakest = weakest_suite(suites, metric)
         lines += ["", f"Weakest robustness suite: **{weakest}** {_figure_text(metric, suites[weakest][metric])} "
                   "(Robustness, below)."]
     lines += _suites_section(metrics, suite_rows or [])
