@@ -156,6 +156,18 @@ def _close(rng: random.Random, a: Decimal) -> Decimal:
     return Decimal(int(digits[:keep] + drawn)).scaleb(-places)
 
 
+def _pointed(rng: random.Random, problem: Problem) -> Problem:
+    """``problem`` with a point put into each operand at a random place, its digits kept
+    (``351+793`` -> ``3.51+79.3``); at least one operand of two digits or more gets one."""
+    a, b = int(problem.a), int(problem.b)
+    if max(a, b) < 10:
+        return problem
+    while True:
+        pa, pb = rng.randint(0, len(str(a)) - 1), rng.randint(0, len(str(b)) - 1)
+        if pa or pb:
+            return Problem(Decimal(a).scaleb(-pa), problem.op, Decimal(b).scaleb(-pb))
+
+
 def _digits(value: Decimal) -> int:
     return len(str(int(abs(value))))
 
@@ -328,5 +340,8 @@ def train_problems(
         return
     while True:
         p = sample_problem(rng, cfg, cfg.train_close_share)
+        # Drawn only when asked for, so that a run without it draws the same problems as before.
+        if cfg.train_point_share and p.op in "+-" and "." not in p.text and rng.random() < cfg.train_point_share:
+            p = _pointed(rng, p)
         if p.key not in exclude:
             yield p

@@ -128,13 +128,15 @@ def _so_far(steps: list[str], places: int) -> list[str]:
 
 
 def _restated(steps: list[str], x: int, y: int, op: str) -> list[str]:
-    """Each column step after the first preceded by what is left of both operands
-    (``restate``): ``3518+7937=`` -> ``8+7=15,351+793:1+3=4+1=5,35+79:5+9=14,3+7:3+7=10+1=11``.
-    A column's digits are then the last digit of each restated operand, beside the ``+``
-    and the ``:`` (the first column's beside the prompt's ``+`` and ``=``). Trained on up to
-    3 digits, the model still restated lengths it had seen, not "all but the last digit"
-    (BENCHMARKS.md, issue #29)."""
-    return [step if i == 0 else f"{x // 10**i}{op}{y // 10**i}:{step}" for i, step in enumerate(steps)]
+    """Each column step preceded by what is left of both operands, the first by both whole
+    (``restate``): ``3518+7937=`` -> ``3518+7937:8+7=15,351+793:1+3=4+1=5,35+79:5+9=14,
+    3+7:3+7=10+1=11,0+0:0+0=0+1=1``. A column's digits are then the last digit of each
+    restated operand, beside the ``+`` and the ``:``. + runs one column past both operands
+    (restated ``0+0``, its carry in like any other column's) and ends there; - ends on a
+    written ``0-0``: the columns end on what is written, not on a count. Decimals are
+    restated aligned on the point (``12.3+4.56`` -> ``1230+456:...``)."""
+    cols = [f"{x // 10**i}{op}{y // 10**i}:{step}" for i, step in enumerate(steps)]
+    return cols if x // 10 ** (len(steps) - 1) == y // 10 ** (len(steps) - 1) == 0 else cols + [f"0{op}0"]
 
 
 def _sub(a: int, b: int, borrow: str, sign: str, restated: str, chained: bool, places: int | None = None,
@@ -187,8 +189,8 @@ def column_steps(
             (``9+9=18+1=19``, ``4-6=-2-1=-3``).
         digits_so_far: After each column, the value's digits up to it
             (``9+4=13|3,1+5=6+1=7|73,8+3=11|1173 #### 1173``).
-        restate: Before each column after the first, what is left of both operands
-            (``84+12:4+2=6``): a column's digits are read beside the restatement.
+        restate: Before each column, what is left of both operands (``84+12:4+2=6``);
+            + runs one column more, restated ``0+0`` (:func:`_restated`).
 
     Raises:
         ValueError: another operation, or a negative operand.
@@ -203,6 +205,11 @@ def column_steps(
     chained, so_far = carry_in == "chained", places if digits_so_far else None
     if op == "+":
         steps = _add(x, y, chained)
+        if restate:
+            # One column past both operands, restated 0+0, its carry in like any other's:
+            # every column the same, and the columns end after the one restated 0+0.
+            top = x + y >= 10 ** max(len(str(x)), len(str(y)))
+            steps.append(("0+0=0+1=1" if chained else "0+0+1=1") if top else "0+0=0")
         steps = steps if so_far is None else _so_far(steps, places)
         body, value = STEP_SEP.join(_restated(steps, x, y, "+") if restate else steps), a + b
     elif op == "-":

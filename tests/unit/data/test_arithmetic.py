@@ -344,11 +344,14 @@ def test_digits_so_far_follow_each_column(a, op, b, expected):
 @pytest.mark.parametrize(
     "a, op, b, expected",
     [
-        ("3518", "+", "7937", "8+7=15,351+793:1+3=4+1=5,35+79:5+9=14,3+7:3+7=10+1=11 #### 11455"),
-        ("843", "-", "129", "8-1=7:3-9=-6+10=4,84-12:4-2=2-1=1,8-1:8-1=7 #### 714"),
-        ("278", "-", "281", "2-2=0,7-8=-1:-(281-278):1-8=-7+10=3,28-27:8-7=1-1=0,2-2:2-2=0 #### -3"),
-        ("7", "+", "46", "7+6=13,0+4:0+4=4+1=5 #### 53"),  # an operand used up is restated as 0
-        ("100", "+", "5", "0+5=5,10+0:0+0=0,1+0:1+0=1 #### 105"),
+        # + runs one column past both operands (restated 0+0, its carry in like any other's) and ends there.
+        ("3518", "+", "7937", "3518+7937:8+7=15,351+793:1+3=4+1=5,35+79:5+9=14,3+7:3+7=10+1=11,0+0:0+0=0+1=1"
+                              " #### 11455"),
+        ("843", "-", "129", "8-1=7:843-129:3-9=-6+10=4,84-12:4-2=2-1=1,8-1:8-1=7,0-0 #### 714"),
+        ("278", "-", "281", "2-2=0,7-8=-1:-(281-278):281-278:1-8=-7+10=3,28-27:8-7=1-1=0,2-2:2-2=0,0-0 #### -3"),
+        ("7", "+", "46", "7+46:7+6=13,0+4:0+4=4+1=5,0+0:0+0=0 #### 53"),  # an operand used up is restated as 0
+        ("100", "+", "5", "100+5:0+5=5,10+0:0+0=0,1+0:1+0=1,0+0:0+0=0 #### 105"),
+        ("12.3", "+", "4.56", "1230+456:0+6=6,123+45:3+5=8,12+4:2+4=6,1+0:1+0=1,0+0:0+0=0 #### 16.86"),  # aligned on the point
     ],
 )
 def test_restate_writes_what_is_left_of_both_operands_before_each_column(a, op, b, expected):
@@ -356,15 +359,17 @@ def test_restate_writes_what_is_left_of_both_operands_before_each_column(a, op, 
 
     restated = column_steps(Decimal(a), op, Decimal(b), restate=True)
     assert restated == expected
-    # The same true steps as without restatements; the last digits of what is restated are the column's.
-    plain = column_steps(Decimal(a), op, Decimal(b))
-    assert [s.text for s in check_steps(restated)] == [s.text for s in check_steps(plain)]
+    # The same true steps as without restatements (+ with one column more: its top carry, or 0);
+    # the last digits of what is restated are the column's.
+    plain = [s.text for s in check_steps(column_steps(Decimal(a), op, Decimal(b)))]
+    past = ["0+0=0+1=1" if int(plain[-1].rsplit("=", 1)[1]) >= 10 else "0+0=0"] if op == "+" else []
+    assert [s.text for s in check_steps(restated)] == plain + past
     for left, step in re.findall(r"(\d+[-+]\d+):(\d[-+]\d)", restated):
         x, y = re.split(r"[-+]", left)
         assert step[0] == x[-1] and step[2] == y[-1]
 
 
-@pytest.mark.parametrize("other", [{"decimal_share": 0.5}, {"answer_format": "value"}, {"sign": "last"}])
+@pytest.mark.parametrize("other", [{"answer_format": "value"}, {"sign": "last"}])
 def test_restate_is_refused_where_it_cannot_apply(other):
     columns = {"answer_format": "columns"}
     assert any("restate" in p for p in ArithmeticConfig(restate=True, **{**columns, **other}).problems())
@@ -526,6 +531,25 @@ def test_training_digit_sampling_leaves_the_held_out_set_alone():
         return sum(len(x) < 3 for e in islice(ds.train, 1000) for x in PROBLEM.match(e.prompt).groups()[::2]) / 2000
 
     assert short_share(one) < 0.15 and short_share(two) > 0.5  # uniform: ~10% of operands; per_digits: ~2/3
+
+
+def test_point_share_puts_a_point_into_training_operands_and_keeps_their_digits():
+    plain = DataConfig(arithmetic=ArithmeticConfig(digits=(1, 3)))
+    pointed = DataConfig(arithmetic=ArithmeticConfig(digits=(1, 3), train_point_share=0.5, answer_format="columns",
+                                                     restate=True))
+    one, two = build_datasets(plain, 200, 7, 0), build_datasets(pointed, 200, 7, 0)
+    assert [e.prompt for e in one.eval] == [e.prompt for e in two.eval]  # held-out problems never
+    assert not any("." in e.prompt for e in one.eval + list(islice(one.train, 500)))
+    rows = list(islice(two.train, 1000))
+    with_point = [e for e in rows if "." in e.prompt]
+    assert 0.35 < len(with_point) / len(rows) < 0.55  # half, less the one-digit pairs that cannot take a point
+    for e in with_point:
+        a, op, b = PROBLEM.match(e.prompt).groups()
+        assert max(len(a.replace(".", "")), len(b.replace(".", ""))) <= 3  # no operand longer than 3 digits
+        assert Decimal(e.answer) == (Decimal(a) + Decimal(b) if op == "+" else Decimal(a) - Decimal(b))
+    # Aligned on the point, some procedures run more columns than any operand has digits.
+    echoes = [e.response.split(":")[0].split("+") for e in with_point if "+" in e.prompt]  # `6740+617`
+    assert any(max(len(x), len(y)) > 3 for x, y in echoes)
 
 
 def test_close_share_draws_near_equal_training_subtractions_only():
