@@ -341,7 +341,7 @@ def train_problems(
     while True:
         p = sample_problem(rng, cfg, cfg.train_close_share)
         # Drawn only when asked for, so that a run without it draws the same problems as before.
-        if cfg.train_point_share and p.op in "+-" and "." not in p.text and rng.random() < cfg.train_point_share:
+        if cfg.train_point_share and p.op in "+-" and _is_integer(p) and rng.random() < cfg.train_point_share:
             p = _pointed(rng, p)
         if p.key not in exclude:
             yield p

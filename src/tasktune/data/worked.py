@@ -136,7 +136,7 @@ def _restated(steps: list[str], x: int, y: int, op: str) -> list[str]:
     written ``0-0``: the columns end on what is written, not on a count. Decimals are
     restated aligned on the point (``12.3+4.56`` -> ``1230+456:...``)."""
     cols = [f"{x // 10**i}{op}{y // 10**i}:{step}" for i, step in enumerate(steps)]
-    return cols if x // 10 ** (len(steps) - 1) == y // 10 ** (len(steps) - 1) == 0 else cols + [f"0{op}0"]
+    return cols if cols[-1].startswith(f"0{op}0:") else cols + [f"0{op}0"]
 
 
 def _sub(a: int, b: int, borrow: str, sign: str, restated: str, chained: bool, places: int | None = None,
