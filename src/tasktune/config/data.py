@@ -40,6 +40,13 @@ class ArithmeticConfig:
     random place, each keeping its digits (`351+793=` -> `3.51+79.3=`): aligned on the point,
     their columns run longer than any operand (351+7930: four), so how many columns a problem
     has is not tied to how many digits an operand has. Held-out problems never."""
+    train_pad_share: float = 0.0
+    """Share of the other training + and - problems of integers (those not given a point)
+    written with leading zeros, each operand to its own width of up to two digits more than
+    the longest operand (`351+793=` -> `0351+00793=`; restated with its zeros, `035+0079:`; +
+    writes a column for each written digit, `|01144`): the strings a worked answer copies then
+    run longer than any operand's value, so how long a copy is is not tied to how many digits
+    an operand has. Held-out problems never."""
     decimal_share: float = 0.0
     """Share of problems with decimal operands (0: integers only, 1: decimals only)."""
     decimal_places: int = 2
@@ -137,7 +144,7 @@ class ArithmeticConfig:
         if self.restate and (self.answer_format != "columns" or self.sign == "last"):
             p.append(f"{where}.restate: for + and - columns (answer_format: columns, sign: first or compare); "
                      f"got answer_format {self.answer_format}, sign {self.sign}")
-        for name in ("decimal_share", "train_close_share", "train_point_share"):
+        for name in ("decimal_share", "train_close_share", "train_point_share", "train_pad_share"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 p.append(f"{where}.{name}: must be within [0, 1], got {getattr(self, name)}")
         return p

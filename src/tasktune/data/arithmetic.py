@@ -62,15 +62,18 @@ OP_NAMES = {"+": "add", "-": "sub", "*": "mul", "/": "div"}
 
 @dataclass(frozen=True)
 class Problem:
-    """``a op b``; ``a`` and ``b`` carry their decimal places (Decimal('12.5'))."""
+    """``a op b``; ``a`` and ``b`` carry their decimal places (Decimal('12.5')). ``widths``:
+    integer operands written zero-padded to these widths (``0351+00793=``; training only),
+    0 for none; the value, the key and the category ignore them."""
 
     a: Decimal
     op: str
     b: Decimal
+    widths: tuple[int, int] = (0, 0)
 
     @property
     def text(self) -> str:
-        return f"{canonical(self.a)}{self.op}{canonical(self.b)}="
+        return f"{canonical(self.a).zfill(self.widths[0])}{self.op}{canonical(self.b).zfill(self.widths[1])}="
 
     @property
     def key(self) -> tuple[Decimal, str, Decimal]:
@@ -168,6 +171,16 @@ def _pointed(rng: random.Random, problem: Problem) -> Problem:
             return Problem(Decimal(a).scaleb(-pa), problem.op, Decimal(b).scaleb(-pb))
 
 
+def _padded(rng: random.Random, problem: Problem, longest: int) -> Problem:
+    """``problem`` with each operand zero-padded to a width drawn from its own length to
+    ``longest + 2`` (``351+793`` -> ``0351+00793``), at least one operand padded."""
+    lengths = (len(str(int(problem.a))), len(str(int(problem.b))))
+    while True:
+        widths = tuple(rng.randint(n, longest + 2) for n in lengths)
+        if widths != lengths:
+            return replace(problem, widths=widths)
+
+
 def _digits(value: Decimal) -> int:
     return len(str(int(abs(value))))
 
@@ -247,7 +260,7 @@ def _worked(problem: Problem, value: str, cfg: ArithmeticConfig) -> str:
     product or quotient)."""
     if problem.op in "+-":
         return column_steps(problem.a, problem.op, problem.b, cfg.borrow, cfg.sign, cfg.carry_in, cfg.digits_so_far,
-                            cfg.restate)
+                            cfg.restate, problem.widths)
     if not _is_integer(problem):
         return value
     if problem.op == "*":
@@ -343,5 +356,7 @@ def train_problems(
         # Drawn only when asked for, so that a run without it draws the same problems as before.
         if cfg.train_point_share and p.op in "+-" and _is_integer(p) and rng.random() < cfg.train_point_share:
             p = _pointed(rng, p)
+        elif cfg.train_pad_share and p.op in "+-" and _is_integer(p) and rng.random() < cfg.train_pad_share:
+            p = _padded(rng, p, max(cfg.digits[1], cfg.digits_b[1] if cfg.digits_b else 0))
         if p.key not in exclude:
             yield p

@@ -60,8 +60,9 @@ def _digits(n: int, width: int) -> list[int]:
     return [int(c) for c in reversed(str(n).zfill(width))]
 
 
-def _add(a: int, b: int, chained: bool) -> list[str]:
-    width = max(len(str(a)), len(str(b)))
+def _add(a: int, b: int, chained: bool, width: int = 0) -> list[str]:
+    """Column steps of ``a + b`` over ``width`` columns at least (written zeros count)."""
+    width = max(len(str(a)), len(str(b)), width)
     steps, carry = [], 0
     for x, y in zip(_digits(a, width), _digits(b, width)):
         total = x + y + carry
@@ -97,10 +98,11 @@ def _sub_columns(a: int, b: int, borrow: str, chained: bool = False) -> tuple[li
     return steps, bool(owed)
 
 
-def _compare(a: int, b: int) -> str:
+def _compare(a: int, b: int, width: int = 0) -> str:
     """The leading columns' signed differences, most significant first, up to the first
-    that is not 0 (or all of them): its sign is the sign of ``a - b``."""
-    width = max(len(str(a)), len(str(b)))
+    that is not 0 (or all of them): its sign is the sign of ``a - b``. ``width``: from the
+    leading zeros of operands written that wide."""
+    width = max(len(str(a)), len(str(b)), width)
     steps = []
     for x, y in zip(reversed(_digits(a, width)), reversed(_digits(b, width))):
         steps.append(f"{x}-{y}={x - y}")
@@ -127,33 +129,44 @@ def _so_far(steps: list[str], places: int) -> list[str]:
     return out
 
 
-def _restated(steps: list[str], x: int, y: int, op: str) -> list[str]:
+def _restated(steps: list[str], x: int, y: int, op: str, widths: tuple[int, int] = (0, 0)) -> list[str]:
     """Each column step preceded by what is left of both operands, the first by both whole
     (``restate``): ``3518+7937=`` -> ``3518+7937:8+7=15,351+793:1+3=4+1=5,35+79:5+9=14,
     3+7:3+7=10+1=11,0+0:0+0=0+1=1``. A column's digits are then the last digit of each
     restated operand, beside the ``+`` and the ``:``. + runs one column past both operands
     (restated ``0+0``, its carry in like any other column's) and ends there; - ends on a
     written ``0-0``: the columns end on what is written, not on a count. Decimals are
-    restated aligned on the point (``12.3+4.56`` -> ``1230+456:...``)."""
-    cols = [f"{x // 10**i}{op}{y // 10**i}:{step}" for i, step in enumerate(steps)]
-    return cols if cols[-1].startswith(f"0{op}0:") else cols + [f"0{op}0"]
+    restated aligned on the point (``12.3+4.56`` -> ``1230+456:...``). ``widths``: operands
+    written zero-padded keep their zeros in every restatement (``0351+00793`` ->
+    ``0351+00793:...,035+0079:...,03+007:...,0+00:...,0+0:...``); + ends on the first
+    column restated ``0+0``."""
+
+    cols = [f"{_left(x, y, op, widths, i)}:{step}" for i, step in enumerate(steps)]
+    done = x // 10 ** (len(steps) - 1) == 0 and y // 10 ** (len(steps) - 1) == 0
+    return cols if done else cols + [_left(x, y, op, widths, len(steps))]
+
+
+def _left(x: int, y: int, op: str, widths: tuple[int, int], i: int) -> str:
+    """What is left of both operands before column ``i``, written zeros kept (``035+0079``)."""
+    return f"{str(x // 10**i).zfill(widths[0] - i)}{op}{str(y // 10**i).zfill(widths[1] - i)}"
 
 
 def _sub(a: int, b: int, borrow: str, sign: str, restated: str, chained: bool, places: int | None = None,
-         restate: bool = False) -> str:
+         restate: bool = False, widths: tuple[int, int] = (0, 0)) -> str:
     """Steps of ``a - b``; ``restated`` is the swapped problem as written (``281-278``);
     ``places`` not None: the digits so far after each column (:func:`_so_far`);
-    ``restate``: the operands left before each column (:func:`_restated`)."""
-    lead = _compare(a, b) if sign == "compare" else ""
+    ``restate``: the operands left before each column (:func:`_restated`); ``widths``:
+    the operands as written zero-padded (:func:`column_steps`)."""
+    lead = _compare(a, b, max(widths)) if sign == "compare" else ""
 
-    def columns(x: int, y: int) -> str:
+    def columns(x: int, y: int, w: tuple[int, int]) -> str:
         steps = _sub_columns(x, y, borrow, chained)[0]
         steps = steps if places is None else _so_far(steps, places)
-        return STEP_SEP.join(_restated(steps, x, y, "-") if restate else steps)
+        return STEP_SEP.join(_restated(steps, x, y, "-", w) if restate else steps)
 
     if a >= b:
-        return lead + columns(a, b)
-    swapped = columns(b, a)
+        return lead + columns(a, b, widths)
+    swapped = columns(b, a, widths[::-1])
     if sign in ("first", "compare"):
         return f"{lead}-({restated}):{swapped}"
     tried, _ = _sub_columns(a, b, "signed", chained)
@@ -175,7 +188,7 @@ def canonical(value: Decimal) -> str:
 
 def column_steps(
     a: Decimal, op: str, b: Decimal, borrow: str = "signed", sign: str = "compare", carry_in: str = "chained",
-    digits_so_far: bool = False, restate: bool = False,
+    digits_so_far: bool = False, restate: bool = False, widths: tuple[int, int] = (0, 0),
 ) -> str:
     """The worked answer to ``a op b`` (``op`` + or -), ending with ``#### VALUE``.
 
@@ -191,6 +204,11 @@ def column_steps(
             (``9+4=13|3,1+5=6+1=7|73,8+3=11|1173 #### 1173``).
         restate: Before each column, what is left of both operands (``84+12:4+2=6``);
             + runs one column more, restated ``0+0`` (:func:`_restated`).
+        widths: Integer operands written zero-padded to these widths (``0351-00793=``, 0:
+            none): the zeros are kept where the operands are written again (restated,
+            swapped ``-(00793-0351)``), ``sign: compare`` starts at the first written digit,
+            and + writes a column for every written digit (the digits so far as long as
+            the widest operand, ``|01144``).
 
     Raises:
         ValueError: another operation, or a negative operand.
@@ -204,16 +222,20 @@ def column_steps(
     x, y, places = _scaled(a, b)
     chained, so_far = carry_in == "chained", places if digits_so_far else None
     if op == "+":
-        steps = _add(x, y, chained)
-        if restate:
+        # Written zeros are columns too (0351+00793: five), so the value's digits so far run
+        # longer than any operand's value.
+        width = max(len(str(x)), len(str(y)), *widths)
+        steps = _add(x, y, chained, width)
+        if restate and _left(x, y, "+", widths, width - 1) != "0+0":
             # One column past both operands, restated 0+0, its carry in like any other's:
-            # every column the same, and the columns end after the one restated 0+0.
-            top = x + y >= 10 ** max(len(str(x)), len(str(y)))
+            # every column the same, and the columns end on the first one restated 0+0.
+            top = x + y >= 10**width
             steps.append(("0+0=0+1=1" if chained else "0+0+1=1") if top else "0+0=0")
         steps = steps if so_far is None else _so_far(steps, places)
-        body, value = STEP_SEP.join(_restated(steps, x, y, "+") if restate else steps), a + b
+        body, value = STEP_SEP.join(_restated(steps, x, y, "+", widths) if restate else steps), a + b
     elif op == "-":
-        body, value = _sub(x, y, borrow, sign, f"{canonical(b)}-{canonical(a)}", chained, so_far, restate), a - b
+        swapped = f"{canonical(b).zfill(widths[1])}-{canonical(a).zfill(widths[0])}"
+        body, value = _sub(x, y, borrow, sign, swapped, chained, so_far, restate, widths), a - b
     else:
         raise ValueError(f"column steps are for + and -, not {op!r}")
     return f"{body}{ANSWER_MARK}{value:.{places}f}"

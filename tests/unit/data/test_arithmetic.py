@@ -369,6 +369,35 @@ def test_restate_writes_what_is_left_of_both_operands_before_each_column(a, op, 
         assert step[0] == x[-1] and step[2] == y[-1]
 
 
+@pytest.mark.parametrize(
+    "a, op, b, widths, expected",
+    [
+        (351, "+", 793, (4, 5),
+         "0351+00793:1+3=4|4,035+0079:5+9=14|44,03+007:3+7=10+1=11|144,0+00:0+0=0+1=1|1144,0+0:0+0=0|01144 #### 1144"),
+        (5, "+", 7, (2, 2), "05+07:5+7=12|2,0+0:0+0=0+1=1|12 #### 12"),  # the first restated 0+0 is the last
+        (351, "-", 793, (4, 5),
+         "0-0=0,0-0=0,3-7=-4:-(00793-0351):00793-0351:3-1=2|2,0079-035:9-5=4|42,007-03:7-3=4|442,00-0 #### -442"),
+        (7, "-", 36, (3, 0), "0-0=0,0-3=-3:-(36-007):36-007:6-7=-1+10=9|9,3-00:3-0=3-1=2|29,0-0 #### -29"),
+    ],
+)
+def test_padded_operands_keep_their_zeros_wherever_they_are_written_again(a, op, b, widths, expected):
+    from tasktune.eval.steps import check_steps
+
+    padded = column_steps(Decimal(a), op, Decimal(b), sign="compare", digits_so_far=True, restate=True, widths=widths)
+    assert padded == expected
+    plain = column_steps(Decimal(a), op, Decimal(b), sign="compare", digits_so_far=True, restate=True)
+    # - : the same columns as unpadded, only what is written again carries the zeros; + : the
+    # written zeros are columns too, so the digits so far run as long as the widest operand.
+    def strip(text: str) -> str:
+        return re.sub(r"\b0+(?=\d)", "", text.split(":", 1)[1])
+
+    if op == "-":
+        assert strip(padded) == strip(plain)
+    else:
+        assert max(len(d) for d in re.findall(r"\|(\d+)", padded)) == max(widths + (len(str(a + b)),))
+    assert all(s.ok for s in check_steps(padded))
+
+
 @pytest.mark.parametrize("other", [{"answer_format": "value"}, {"sign": "last"}])
 def test_restate_is_refused_where_it_cannot_apply(other):
     columns = {"answer_format": "columns"}
@@ -550,6 +579,23 @@ def test_point_share_puts_a_point_into_training_operands_and_keeps_their_digits(
     # Aligned on the point, some procedures run more columns than any operand has digits.
     echoes = [e.response.split(":")[0].split("+") for e in with_point if "+" in e.prompt]  # `6740+617`
     assert any(max(len(x), len(y)) > 3 for x, y in echoes)
+
+
+def test_pad_share_writes_training_operands_with_leading_zeros_and_keeps_their_values():
+    plain = DataConfig(arithmetic=ArithmeticConfig(digits=(1, 3)))
+    padded = DataConfig(arithmetic=ArithmeticConfig(digits=(1, 3), train_pad_share=0.5, answer_format="columns",
+                                                    restate=True, digits_so_far=True))
+    one, two = build_datasets(plain, 200, 7, 0), build_datasets(padded, 200, 7, 0)
+    assert [e.prompt for e in one.eval] == [e.prompt for e in two.eval]  # held-out problems never
+    assert [e.prompt for e in islice(one.train, 50)] != [e.prompt for e in islice(two.train, 50)]
+    rows = list(islice(two.train, 1000))
+    zeros = [e for e in rows if re.search(r"(^|[-+])0\d", e.prompt)]
+    assert 0.4 < len(zeros) / len(rows) < 0.6
+    for e in zeros:
+        a, op, b = PROBLEM.match(e.prompt).groups()
+        assert max(len(a), len(b)) <= 5 and max(len(str(int(a))), len(str(int(b)))) <= 3  # values of 3 digits at most
+        assert int(e.answer) == (int(a) + int(b) if op == "+" else int(a) - int(b))
+        assert f"{a}{op}{b}:" in e.response or f"({b}-{a})" in e.response  # restated as written
 
 
 def test_close_share_draws_near_equal_training_subtractions_only():
