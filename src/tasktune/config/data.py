@@ -43,10 +43,11 @@ class ArithmeticConfig:
     train_pad_share: float = 0.0
     """Share of the other training + and - problems of integers (those not given a point)
     written with leading zeros, each operand to its own width of up to two digits more than
-    the longest operand (`351+793=` -> `0351+00793=`; restated with its zeros, `035+0079:`; +
-    writes a column for each written digit, `|01144`): the strings a worked answer copies then
-    run longer than any operand's value, so how long a copy is is not tied to how many digits
-    an operand has. Held-out problems never."""
+    the longest operand (`351+793=` -> `0351+00793=`; restated with its zeros, `035+0079:`, the
+    columns the values'): the strings a worked answer copies then run longer than any
+    operand's value, so how long a copy is is not tied to how many digits an operand has.
+    Trained on up to 3 digits (with points 0.5), 0.6 took 4-digit problems from 45% to 80%
+    (BENCHMARKS.md, issue #29). Held-out problems never."""
     decimal_share: float = 0.0
     """Share of problems with decimal operands (0: integers only, 1: decimals only)."""
     decimal_places: int = 2
@@ -118,8 +119,8 @@ class ArithmeticConfig:
     35+79:5+9=14,3+7:3+7=10+1=11,0+0:0+0=0+1=1 #### 11455`): each column's digits sit beside a
     restatement, + runs one column past both operands (restated `0+0`) and - ends on a written
     `0-0`. Meant to carry the procedure to longer operands. Trained on up to 3 digits, 160 steps:
-    alone 9-20% on 4 digits, with `train_point_share` 0.3-0.5 42-70%, the 3-digit figure 91-97%
-    (BENCHMARKS.md, issue #29). Decimals are restated aligned on the point (`12.3+4.56=` ->
+    alone 9-20% on 4 digits, with `train_point_share` 0.3-0.5 42-70%, the 3-digit figure 91-97%,
+    with `train_pad_share` 0.6 as well 80% (3 digits 98%) (BENCHMARKS.md, issue #29). Decimals are restated aligned on the point (`12.3+4.56=` ->
     `1230+456:...`)."""
 
     def problems(self, where: str = "data.arithmetic") -> list[str]:

@@ -60,9 +60,8 @@ def _digits(n: int, width: int) -> list[int]:
     return [int(c) for c in reversed(str(n).zfill(width))]
 
 
-def _add(a: int, b: int, chained: bool, width: int = 0) -> list[str]:
-    """Column steps of ``a + b`` over ``width`` columns at least (written zeros count)."""
-    width = max(len(str(a)), len(str(b)), width)
+def _add(a: int, b: int, chained: bool) -> list[str]:
+    width = max(len(str(a)), len(str(b)))
     steps, carry = [], 0
     for x, y in zip(_digits(a, width), _digits(b, width)):
         total = x + y + carry
@@ -138,8 +137,8 @@ def _restated(steps: list[str], x: int, y: int, op: str, widths: tuple[int, int]
     written ``0-0``: the columns end on what is written, not on a count. Decimals are
     restated aligned on the point (``12.3+4.56`` -> ``1230+456:...``). ``widths``: operands
     written zero-padded keep their zeros in every restatement (``0351+00793`` ->
-    ``0351+00793:...,035+0079:...,03+007:...,0+00:...,0+0:...``); + ends on the first
-    column restated ``0+0``."""
+    ``0351+00793:...,035+0079:...,03+007:...,0+00:...``): the columns are those of the
+    values, only what is written again is longer."""
 
     cols = [f"{_left(x, y, op, widths, i)}:{step}" for i, step in enumerate(steps)]
     done = x // 10 ** (len(steps) - 1) == 0 and y // 10 ** (len(steps) - 1) == 0
@@ -206,9 +205,8 @@ def column_steps(
             + runs one column more, restated ``0+0`` (:func:`_restated`).
         widths: Integer operands written zero-padded to these widths (``0351-00793=``, 0:
             none): the zeros are kept where the operands are written again (restated,
-            swapped ``-(00793-0351)``), ``sign: compare`` starts at the first written digit,
-            and + writes a column for every written digit (the digits so far as long as
-            the widest operand, ``|01144``).
+            swapped ``-(00793-0351)``) and ``sign: compare`` starts at the first written
+            digit; the columns are the values' (a written zero is no column of its own).
 
     Raises:
         ValueError: another operation, or a negative operand.
@@ -222,14 +220,12 @@ def column_steps(
     x, y, places = _scaled(a, b)
     chained, so_far = carry_in == "chained", places if digits_so_far else None
     if op == "+":
-        # Written zeros are columns too (0351+00793: five), so the value's digits so far run
-        # longer than any operand's value.
-        width = max(len(str(x)), len(str(y)), *widths)
-        steps = _add(x, y, chained, width)
-        if restate and _left(x, y, "+", widths, width - 1) != "0+0":
+        steps = _add(x, y, chained)
+        if restate:
             # One column past both operands, restated 0+0, its carry in like any other's:
-            # every column the same, and the columns end on the first one restated 0+0.
-            top = x + y >= 10**width
+            # every column the same, and the columns end after the one restated 0+0 (or, with
+            # written zeros, 0+00: no column for a written zero).
+            top = x + y >= 10 ** max(len(str(x)), len(str(y)))
             steps.append(("0+0=0+1=1" if chained else "0+0+1=1") if top else "0+0=0")
         steps = steps if so_far is None else _so_far(steps, places)
         body, value = STEP_SEP.join(_restated(steps, x, y, "+", widths) if restate else steps), a + b

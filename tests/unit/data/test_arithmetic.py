@@ -373,8 +373,8 @@ def test_restate_writes_what_is_left_of_both_operands_before_each_column(a, op, 
     "a, op, b, widths, expected",
     [
         (351, "+", 793, (4, 5),
-         "0351+00793:1+3=4|4,035+0079:5+9=14|44,03+007:3+7=10+1=11|144,0+00:0+0=0+1=1|1144,0+0:0+0=0|01144 #### 1144"),
-        (5, "+", 7, (2, 2), "05+07:5+7=12|2,0+0:0+0=0+1=1|12 #### 12"),  # the first restated 0+0 is the last
+         "0351+00793:1+3=4|4,035+0079:5+9=14|44,03+007:3+7=10+1=11|144,0+00:0+0=0+1=1|1144 #### 1144"),
+        (5, "+", 7, (2, 2), "05+07:5+7=12|2,0+0:0+0=0+1=1|12 #### 12"),
         (351, "-", 793, (4, 5),
          "0-0=0,0-0=0,3-7=-4:-(00793-0351):00793-0351:3-1=2|2,0079-035:9-5=4|42,007-03:7-3=4|442,00-0 #### -442"),
         (7, "-", 36, (3, 0), "0-0=0,0-3=-3:-(36-007):36-007:6-7=-1+10=9|9,3-00:3-0=3-1=2|29,0-0 #### -29"),
@@ -386,15 +386,11 @@ def test_padded_operands_keep_their_zeros_wherever_they_are_written_again(a, op,
     padded = column_steps(Decimal(a), op, Decimal(b), sign="compare", digits_so_far=True, restate=True, widths=widths)
     assert padded == expected
     plain = column_steps(Decimal(a), op, Decimal(b), sign="compare", digits_so_far=True, restate=True)
-    # - : the same columns as unpadded, only what is written again carries the zeros; + : the
-    # written zeros are columns too, so the digits so far run as long as the widest operand.
+    # The same columns and values as unpadded: only what is written again carries the zeros.
     def strip(text: str) -> str:
         return re.sub(r"\b0+(?=\d)", "", text.split(":", 1)[1])
 
-    if op == "-":
-        assert strip(padded) == strip(plain)
-    else:
-        assert max(len(d) for d in re.findall(r"\|(\d+)", padded)) == max(widths + (len(str(a + b)),))
+    assert strip(padded) == strip(plain)
     assert all(s.ok for s in check_steps(padded))
 
 
