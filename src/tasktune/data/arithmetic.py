@@ -43,6 +43,7 @@ __all__ = [
     "worked_product",
     "eval_problems",
     "train_problems",
+    "longest_operand",
 ]
 
 # The original tutorial's eight question/answer labels, one picked per example.
@@ -169,6 +170,11 @@ def _pointed(rng: random.Random, problem: Problem) -> Problem:
         pa, pb = rng.randint(0, len(str(a)) - 1), rng.randint(0, len(str(b)) - 1)
         if pa or pb:
             return Problem(Decimal(a).scaleb(-pa), problem.op, Decimal(b).scaleb(-pb))
+
+
+def longest_operand(cfg: ArithmeticConfig) -> int:
+    """Digits of the longest operand the settings draw (either operand's range)."""
+    return max(cfg.digits[1], cfg.digits_b[1] if cfg.digits_b else 0)
 
 
 def _padded(rng: random.Random, problem: Problem, longest: int) -> Problem:
@@ -357,6 +363,6 @@ def train_problems(
         if cfg.train_point_share and p.op in "+-" and _is_integer(p) and rng.random() < cfg.train_point_share:
             p = _pointed(rng, p)
         elif cfg.train_pad_share and p.op in "+-" and _is_integer(p) and rng.random() < cfg.train_pad_share:
-            p = _padded(rng, p, max(cfg.digits[1], cfg.digits_b[1] if cfg.digits_b else 0))
+            p = _padded(rng, p, longest_operand(cfg))
         if p.key not in exclude:
             yield p

@@ -38,7 +38,7 @@ def longer_config(cfg: DataConfig) -> DataConfig:
     """The arithmetic settings of the ``longer`` suite: both operands of exactly one digit
     more than the longest training operand (``digits: [1, 3]`` -> 4-digit operands)."""
     a = cfg.arithmetic
-    top = max(a.digits[1], a.digits_b[1] if a.digits_b else 0) + 1
+    top = arithmetic.longest_operand(a) + 1
     return replace(cfg, arithmetic=replace(a, digits=(top, top), digits_b=None, digit_sampling="uniform"))
 
 
