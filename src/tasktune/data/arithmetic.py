@@ -180,7 +180,7 @@ def longest_operand(cfg: ArithmeticConfig) -> int:
 def _padded(rng: random.Random, problem: Problem, longest: int) -> Problem:
     """``problem`` with each operand zero-padded to a width drawn from its own length to
     ``longest + 2`` (``351+793`` -> ``0351+00793``), at least one operand padded."""
-    lengths = (len(str(int(problem.a))), len(str(int(problem.b))))
+    lengths = (_digits(problem.a), _digits(problem.b))
     while True:
         widths = tuple(rng.randint(n, longest + 2) for n in lengths)
         if widths != lengths:
