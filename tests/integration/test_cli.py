@@ -337,6 +337,8 @@ def test_export_refuses_a_prefix_run_and_a_used_folder(tiny_model_dirs, tmp_path
     assert trained.returncode == 0, trained.stderr
     result = tasktune("export", "--run", str(run), "--out", str(tmp_path / "x"))
     assert result.returncode == 1 and "cannot be merged into plain weights" in result.stderr and "Traceback" not in result.stderr
+    result = tasktune("export", "--run", str(run), "--out", str(tmp_path / "g"), "--format", "gguf")
+    assert result.returncode == 1 and "cannot be merged into plain weights" in result.stderr and "Traceback" not in result.stderr
     used = tmp_path / "used"
     used.mkdir()
     (used / "keep.txt").write_text("x")

@@ -52,7 +52,11 @@ def build_parser() -> argparse.ArgumentParser:
     again.add_argument("--overwrite", action="store_true", help="delete a run already in output_dir and start over")
 
     p = sub.add_parser("eval", help="the base model and one or more runs side by side on the first run's held-out set")
-    p.add_argument("--run", required=True, action="append", help="run folder written by `tasktune train`; repeat to compare runs")
+    who = p.add_mutually_exclusive_group(required=True)
+    who.add_argument("--run", action="append", help="run folder written by `tasktune train`; repeat to compare runs")
+    who.add_argument("--gguf", help="a file written by `tasktune export --format gguf`: its run's held-out set, "
+                                    "answered through llama.cpp")
+    p.add_argument("--out", default=None, help="with --gguf: folder for the results (default: FILE-eval beside it)")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. eval.max_examples=500")
     _trust_flag(p)
 
@@ -96,9 +100,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. quantization=int8")
     _trust_flag(p)
 
-    p = sub.add_parser("export", help="merge a run into its base and save a plain Hugging Face model folder")
+    p = sub.add_parser("export", help="merge a run into its base: a Hugging Face folder, or GGUF files for llama.cpp")
     p.add_argument("--run", required=True, help="run folder")
-    p.add_argument("--out", required=True, help="new folder: safetensors weights, config, tokenizer with chat template")
+    p.add_argument("--out", required=True, help="new folder: safetensors weights, config, tokenizer with chat template "
+                                                "(hf), or one .gguf file per --quant with its Modelfile (gguf)")
+    p.add_argument("--format", choices=["hf", "gguf"], default="hf")
+    p.add_argument("--quant", nargs="+", default=["f16", "q8_0"], metavar="KIND",
+                   help="gguf: f32 f16 q8_0 q4_0 q4_1 q5_0 q4_k_m q5_k_m q6_k (K-quants need llama-cpp-python)")
+    p.add_argument("--no-check", action="store_true",
+                   help="gguf: skip answering the held-out problems through llama.cpp for each file")
+    p.add_argument("--check-examples", type=int, default=None, metavar="N",
+                   help="gguf: check on the first N held-out problems only (default: all)")
     _trust_flag(p)
 
     m = sub.add_parser("memory", help="the FP16/INT8/INT4 x inference/tuning memory table of a model")
@@ -108,6 +120,11 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--tune-tokens", type=int, default=128, help="tuning: tokens per training sequence")
     m.add_argument("--pre-seq-len", type=int, default=128, help="P-Tuning v2 virtual tokens")
     m.add_argument("--no-measure", action="store_true", help="estimates only, even where the weights are local")
+    m.add_argument("--export", default=None, metavar="DIR",
+                   help="instead: each GGUF file of a `tasktune export --format gguf` folder in llama.cpp beside the run "
+                        "in tasktune: file size, resident memory, tokens/s (1 stream and batched), exact match")
+    m.add_argument("--streams", type=int, default=32, help="with --export: prompts answered together")
+    m.add_argument("--new-tokens", type=int, default=64, help="with --export: tokens generated a prompt")
     sub.add_parser("config", help="list every config key with its default and meaning")
     return parser
 
@@ -134,6 +151,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.command == "train":
         recipes.finetune(load_config(args.config, args.overrides), resume=args.resume, overwrite=args.overwrite)
+    elif args.command == "eval" and args.gguf:
+        recipes.evaluate_gguf(args.gguf, args.out, args.overrides)
     elif args.command == "eval":
         recipes.evaluate_runs(args.run, args.overrides)
     elif args.command == "predict":
@@ -159,9 +178,15 @@ def run(args: argparse.Namespace) -> int:
                              "(or $TASKTUNE_API_KEY), or --insecure-no-auth to serve without one")
         recipes.serve(args.run or [], args.model, args.host, args.port, key, args.max_tokens, args.overrides,
                       args.max_queue)
+    elif args.command == "export" and args.format == "gguf":
+        recipes.export_gguf(args.run, args.out, args.quant, not args.no_check, args.check_examples)
+        print(f"exported {args.run} to {args.out}: figures in export.json; `ollama create NAME -f FILE.Modelfile`, or "
+              "`tasktune eval --gguf FILE` for every suite")
     elif args.command == "export":
         out = recipes.export_run(args.run, args.out)
         print(f"exported {args.run} to {out}: load it with transformers' AutoModelForCausalLM.from_pretrained({str(out)!r})")
+    elif args.command == "memory" and args.export:
+        print(recipes.gguf_table(args.export, args.streams, args.new_tokens))
     elif args.command == "memory":
         settings = recipes.MemorySettings(args.batch, args.tokens, args.tune_tokens, args.pre_seq_len, not args.no_measure)
         print(recipes.memory_table(args.model, settings))

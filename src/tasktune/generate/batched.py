@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 from tasktune.config import GenerateConfig
 from tasktune.encoding import pad_id_for, pad_left
 from tasktune.generate.continuous import Row, RunningBatch, supports
+from tasktune.generate.llamacpp import GgufModel
 
 __all__ = ["Completion", "generate_completions", "generate_batch", "stream_generate"]
 
@@ -70,7 +71,7 @@ def generate_completions(
     every row stops at ``stop_id`` or after its ``max_new_tokens`` tokens.
 
     Args:
-        model: Causal LM (any adapter applied), on its device.
+        model: Causal LM (any adapter applied), on its device; or a GGUF file in llama.cpp.
         tokenizer: Decodes the new tokens (special tokens skipped).
         prompts: Rendered prompt token ids, one list per row.
         stop_id: End-of-turn token id.
@@ -82,6 +83,12 @@ def generate_completions(
     caps = max_new_tokens if isinstance(max_new_tokens, list) else [max_new_tokens] * len(prompts)
     if len(caps) != len(prompts) or min(caps, default=1) < 1:
         raise ValueError(f"max_new_tokens must be at least 1 for every prompt, got {max_new_tokens}")
+    if isinstance(model, GgufModel):  # a GGUF file in llama.cpp: greedy only (its eval forces it)
+        if sampling is not None and sampling.do_sample:
+            raise ValueError("generate.do_sample: answers from a GGUF file are greedy; set generate.do_sample=false")
+        with tqdm(total=len(prompts), desc=desc, unit="ex", disable=desc is None, leave=False) as bar:
+            tokens = model.greedy(prompts, stop_id, caps, batch_size, bar.update)
+        return [_completion(tokenizer, seq, stop_id) for seq in tokens]
     was_training = model.training
     model.eval()
     pad_id = pad_id_for(tokenizer, stop_id)

@@ -13,7 +13,7 @@ from tasktune.data.arithmetic import learned_answer, restore_answer
 from tasktune.data.example import Example
 from tasktune.encoding import ChatEncoder
 from tasktune.eval import is_correct, step_figures, summarize, summarize_steps, text_scores
-from tasktune.generate import generate_completions
+from tasktune.generate import GgufModel, generate_completions
 from tasktune.model import check_quantization, load_model, load_tokenizer, pick_dtype, resolve_model
 
 __all__ = [
@@ -22,6 +22,7 @@ __all__ = [
     "run_config",
     "refuse_remote_code",
     "load_run",
+    "load_gguf",
     "max_new_tokens_for",
     "answer_budget",
     "presented",
@@ -38,7 +39,7 @@ class Loaded:
     """A model ready to generate, with the tokenizer and encoder that go with it."""
 
     cfg: RunConfig
-    model: torch.nn.Module
+    model: torch.nn.Module | GgufModel
     tokenizer: object
     encoder: ChatEncoder
 
@@ -105,6 +106,35 @@ def load_run(run_dir: str | Path, overrides: list[str] | None = None) -> Loaded:
     loaded = load_base(cfg)
     loaded.model = load_adapter(loaded.model, cfg.adapter.method, Path(run_dir) / "adapter")
     return loaded
+
+
+def load_gguf(path: str | Path, overrides: list[str] | None = None) -> Loaded:
+    """An exported GGUF file in llama.cpp, with the run config it carries (``tasktune.config``)
+    and the file's own tokenizer and chat template: its answers are the ones llama.cpp's
+    users get. Answers are greedy (``generate.do_sample`` is turned off).
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: no llama.cpp binding, or a GGUF file tasktune did not export (no run config).
+    """
+    import tempfile
+
+    from transformers import AutoTokenizer
+
+    file = Path(path)
+    if not file.is_file():
+        raise FileNotFoundError(f"GGUF file not found: {file}")
+    model = GgufModel(file)
+    text = model.metadata("tasktune.config")
+    if not text:
+        raise ValueError(f"{file}: carries no tasktune run config (tasktune.config); evaluate a file written by "
+                         "`tasktune export --format gguf`")
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "config.yaml").write_text(text, encoding="utf-8")
+        cfg = load_config(Path(tmp) / "config.yaml", [*(overrides or []), "generate.do_sample=false"])
+    tokenizer = AutoTokenizer.from_pretrained(str(file.parent), gguf_file=file.name)
+    # The file's template already holds the run's system prompt as its default system turn.
+    return Loaded(cfg, model, tokenizer, ChatEncoder(tokenizer, None, None))
 
 
 def max_new_tokens_for(cfg: RunConfig, tokenizer, examples: list[Example]) -> int:

@@ -8,11 +8,12 @@ import json
 from pathlib import Path
 
 from tasktune.data import build_datasets
-from tasktune.recipes.common import evaluate_examples, headline_metric, load_base, load_run, metric_text, run_config
+from tasktune.recipes.common import (evaluate_examples, headline_metric, load_base, load_gguf, load_run, metric_text,
+                                     run_config)
 from tasktune.recipes.results import merge_categories, write_results
 from tasktune.recipes.suites import evaluate_suites, suites_line, suites_of
 
-__all__ = ["evaluate_runs", "side_by_side"]
+__all__ = ["evaluate_runs", "evaluate_gguf", "side_by_side"]
 
 _FIGURES = ("exact_match", "rouge-1", "rouge-2", "rouge-l", "bleu-4")
 
@@ -114,3 +115,34 @@ def _write_run(d: Path, cfg, metric: str, base: dict | None, held_out: tuple[dic
     else:
         kept = {}
     write_results(d, cfg, metrics, rows, suites[1], prefix="eval_", keep=kept)
+
+
+def evaluate_gguf(path: str | Path, out_dir: str | Path | None = None, overrides: list[str] | None = None) -> dict:
+    """Answer the held-out set (and the suites) of the run a GGUF file was exported from,
+    through llama.cpp, and write the same files as any evaluation into ``out_dir``
+    (default: ``<file>-eval`` beside it): eval_metrics.json, eval_predictions.jsonl,
+    eval_suite_predictions.jsonl and report.md.
+
+    Returns:
+        The held-out summary.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: no llama.cpp binding, or a file without a tasktune run config.
+    """
+    file = Path(path)
+    loaded = load_gguf(file, overrides)
+    cfg = loaded.cfg
+    out = Path(out_dir) if out_dir else file.with_name(file.stem + "-eval")
+    out.mkdir(parents=True, exist_ok=True)
+    data = build_datasets(cfg.data, cfg.eval.max_examples, cfg.eval.seed, cfg.seed)
+    metric = headline_metric(cfg, data.eval)
+    summary, rows = evaluate_examples(loaded, data.eval, f"llama.cpp {file.name}")
+    figures, suite_rows = evaluate_suites(loaded, suites_of(cfg, data))
+    loaded.model.close()
+    _write_run(out, cfg, metric, None, (summary, rows), (figures, suite_rows))
+    print(f"{file.name} through llama.cpp: {metric} {metric_text(metric, summary[metric])} on {summary['n']} held-out "
+          f"examples; results in {out}")
+    if figures:
+        print(suites_line(metric, summary, figures))
+    return summary

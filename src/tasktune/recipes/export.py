@@ -27,7 +27,7 @@ from tasktune.encoding.templates import get_template
 from tasktune.model import rebuilt_without_gguf
 from tasktune.recipes.common import load_run
 
-__all__ = ["export_run", "exported_template"]
+__all__ = ["export_run", "exported_template", "merged_run"]
 
 
 def exported_template(cfg: RunConfig, tokenizer) -> str | None:
@@ -45,6 +45,33 @@ def exported_template(cfg: RunConfig, tokenizer) -> str | None:
     return prelude + template
 
 
+def fresh_folder(out_dir: str | Path) -> Path:
+    """``out_dir``, which must not hold anything yet.
+
+    Raises:
+        ValueError: it exists and is not empty.
+    """
+    out = Path(out_dir)
+    if out.exists() and any(out.iterdir()):
+        raise ValueError(f"{out}: exists and is not empty; give a new folder to export into")
+    return out
+
+
+def merged_run(run_dir: str | Path):
+    """The run loaded unquantized, and its model with the method folded into the weights.
+
+    Raises:
+        FileNotFoundError: ``run_dir`` is not a run folder.
+        ValueError: a method that cannot be merged (a prefix run), with the reason.
+    """
+    loaded = load_run(run_dir, ["quantization=none"])
+    try:
+        model = get_adapter(loaded.cfg.adapter.method).merged(loaded.model)
+    except ValueError as exc:
+        raise ValueError(f"{run_dir}: {exc}") from None
+    return loaded, rebuilt_without_gguf(getattr(model, "module", model))
+
+
 def export_run(run_dir: str | Path, out_dir: str | Path) -> Path:
     """Write the run's model, merged, as a Hugging Face folder loadable without tasktune.
 
@@ -52,15 +79,8 @@ def export_run(run_dir: str | Path, out_dir: str | Path) -> Path:
         FileNotFoundError: ``run_dir`` is not a run folder.
         ValueError: a prefix run, or ``out_dir`` exists and is not empty.
     """
-    out = Path(out_dir)
-    if out.exists() and any(out.iterdir()):
-        raise ValueError(f"{out}: exists and is not empty; give a new folder to export into")
-    loaded = load_run(run_dir, ["quantization=none"])
-    try:
-        model = get_adapter(loaded.cfg.adapter.method).merged(loaded.model)
-    except ValueError as exc:
-        raise ValueError(f"{run_dir}: {exc}") from None
-    model = rebuilt_without_gguf(getattr(model, "module", model))
+    out = fresh_folder(out_dir)
+    loaded, model = merged_run(run_dir)
     model.generation_config.eos_token_id = loaded.encoder.stop_id
     model.generation_config.pad_token_id = pad_id_for(loaded.tokenizer, loaded.encoder.stop_id)
     out.mkdir(parents=True, exist_ok=True)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from tasktune.model.memory import CUDA_OVERHEAD_GIB, GIB, count_parameters, estimate_gib
 
-__all__ = ["MemorySettings", "memory_table", "load_model_config"]
+__all__ = ["MemorySettings", "memory_table", "load_model_config", "gguf_table"]
 
 ROWS = (("FP16", "fp16"), ("INT8", "int8"), ("INT4", "int4"))
 
@@ -190,5 +190,114 @@ def _run_probe(job: dict) -> dict:
     return {"peak_gib": _rss("VmHWM"), "baseline_gib": baseline}
 
 
+def gguf_table(export_dir: str | Path, streams: int = 32, new_tokens: int = 64) -> str:
+    """The tutorial's FP16/INT8/INT4 table measured on a CPU for an exported run: each GGUF
+    file of ``export_dir`` in llama.cpp beside the run in tasktune (float32, torch). Each
+    row is measured in a fresh process: the peak resident memory of loading the weights
+    and answering, and tokens per second answering one prompt and ``streams`` prompts
+    together (the run's first held-out prompts, ``new_tokens`` new tokens each, prompt
+    processing included).
+
+    Raises:
+        FileNotFoundError: no ``export.json`` in ``export_dir`` (not a GGUF export).
+    """
+    folder = Path(export_dir)
+    if not (folder / "export.json").is_file():
+        raise FileNotFoundError(f"{folder / 'export.json'} not found: give a folder written by "
+                                "`tasktune export --format gguf`")
+    export = json.loads((folder / "export.json").read_text(encoding="utf-8"))
+    run = export["run"]
+    job = {"run": run, "texts": _prompt_texts(run, streams), "new_tokens": new_tokens}
+    lines = [f"{run}: greedy, {new_tokens} new tokens a prompt, 1 prompt and {streams} together (prompt processing "
+             "included); resident: peak of a fresh process that loads the weights and answers (added: over the same "
+             "process before loading)", "",
+             "| weights | runtime | file MiB | resident MiB (added) | tokens/s, 1 stream | tokens/s, batched | exact match |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    own = _speed_probe_in_process({**job, "file": None})
+    metrics = Path(run) / "metrics.json"
+    figure = json.loads(metrics.read_text())["final"]["exact_match"] if metrics.is_file() else None
+    weights = sum(f.stat().st_size for f in (Path(run) / "adapter").glob("*.safetensors"))
+    lines.append(_row("float32 base + adapter", "tasktune (torch)", {**own, "mib": _base_mib(run) + weights / 2**20},
+                      figure))
+    for row in export["kinds"]:
+        probe = _speed_probe_in_process({**job, "file": str(folder / row["file"])})
+        check = row.get("check", {})
+        lines.append(_row(row["kind"], "llama.cpp", {**probe, "mib": row["mib"]}, check.get("exact_match")))
+    lines += ["", "exact match: the run's own figure, and each file's through llama.cpp on the same held-out problems "
+              "(export.json)"]
+    return "\n".join(lines)
+
+
+def _base_mib(run: str) -> float:
+    """The run's base model in float32, as tasktune holds it."""
+    from tasktune.recipes.common import run_config
+
+    config, _ = load_model_config(run_config(run).model)
+    return count_parameters(config).total * 4 / 2**20
+
+
+def _row(label: str, runtime: str, probe: dict, exact: float | None) -> str:
+    em = f"{exact:.1%}" if exact is not None else "-"
+    return (f"| {label} | {runtime} | {probe['mib']:.1f} | {probe['peak_gib'] * 1024:.0f} "
+            f"({probe['added_gib'] * 1024:.0f}) | {probe['one']:.1f} | {probe['batched']:.1f} | {em} |")
+
+
+def _speed_probe_in_process(job: dict) -> dict:
+    out = subprocess.run([sys.executable, "-m", "tasktune.recipes.memory", json.dumps({"speed": job})],
+                         capture_output=True, text=True, timeout=1800)
+    if out.returncode != 0:
+        raise RuntimeError(f"speed probe {job.get('file') or job['run']} failed:\n{out.stderr[-2000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _prompt_texts(run: str, streams: int) -> list[str]:
+    """The run's first held-out prompts, rendered as the run renders them (and as its
+    exported files' templates do: the export checks it)."""
+    from tasktune.data import build_datasets
+    from tasktune.encoding import ChatEncoder
+    from tasktune.model import load_tokenizer, resolve_model
+    from tasktune.recipes.common import run_config
+
+    cfg = run_config(run)
+    examples = build_datasets(cfg.data, streams, cfg.eval.seed, cfg.seed).eval[:streams]
+    encoder = ChatEncoder(load_tokenizer(resolve_model(cfg.model)), cfg.encoding.template, cfg.encoding.system_prompt)
+    return [encoder.render_prompt(e) for e in examples]
+
+
+def _speed_probe(job: dict) -> dict:
+    """Tokens/s of one prompt and of all ``texts`` together, and the resident memory, for a
+    GGUF file in llama.cpp or (``file`` None) the run in tasktune. No stop token ends a row
+    early (stop id -1), so every row makes exactly ``new_tokens`` tokens. ``added_gib``: the
+    peak over this process before the weights loaded (the interpreter and libraries)."""
+    import os
+    import time
+
+    import torch
+
+    from tasktune.generate import GgufModel, generate_completions
+    from tasktune.recipes.common import load_run
+
+    torch.set_num_threads(len(os.sched_getaffinity(0)))
+    n, texts = job["new_tokens"], job["texts"]
+    before = _rss("VmRSS")
+    if job["file"]:
+        model = GgufModel(job["file"])
+        prompts = [model.tokenize(t) for t in texts]
+        answer = lambda rows: model.greedy(rows, -1, [n] * len(rows), len(rows))  # noqa: E731
+    else:
+        loaded = load_run(job["run"])
+        prompts = [loaded.tokenizer(t, add_special_tokens=False).input_ids for t in texts]
+        answer = lambda rows: generate_completions(loaded.model, loaded.tokenizer, rows, -1, n, len(rows))  # noqa: E731
+    answer(prompts[:1])  # warm-up: first-call allocations and kernel choices
+    figures = {}
+    for name, rows in (("one", prompts[:1]), ("batched", prompts)):
+        start = time.perf_counter()
+        answer(rows)
+        figures[name] = n * len(rows) / (time.perf_counter() - start)
+    peak = _rss("VmHWM")
+    return {**figures, "peak_gib": peak, "added_gib": peak - before}
+
+
 if __name__ == "__main__":
-    print(json.dumps(_run_probe(json.loads(sys.argv[1]))))
+    request = json.loads(sys.argv[1])
+    print(json.dumps(_speed_probe(request["speed"]) if "speed" in request else _run_probe(request)))
