@@ -318,7 +318,7 @@ def llama_cpp_binding():
     if _LOG["callback"] is None:
         @llama_cpp.llama_log_callback
         def errors_only(level: int, text: bytes, user_data) -> None:
-            if level == 3:  # GGML_LOG_LEVEL_ERROR
+            if level == 4:  # GGML_LOG_LEVEL_ERROR (ggml: NONE 0, DEBUG 1, INFO 2, WARN 3, ERROR 4, CONT 5)
                 print(text.decode("utf-8", errors="replace"), end="", file=sys.stderr)
 
         _LOG["callback"] = errors_only

@@ -107,7 +107,7 @@ class GgufModel:
         params.n_ctx = batch_size * longest + 256
         params.n_batch, params.n_ubatch, params.n_seq_max = n_batch, 512, batch_size
         params.n_threads = params.n_threads_batch = self.threads
-        params.kv_unified = True  # one cache for all rows: 1.3-1.9x faster here than a cache per row
+        params.kv_unified = True  # one cache for all rows: 1.3-1.9x faster than a cache per row on short prompts
         params.no_perf = True
         ctx = L.llama_init_from_model(self._model, params)
         if not ctx:

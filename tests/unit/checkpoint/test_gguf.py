@@ -202,3 +202,15 @@ def test_the_modelfile_template_renders_as_the_run_does(tokenizer, template):
 
 def test_a_template_that_rewrites_its_turns_gets_no_modelfile_template(tokenizer):
     assert go_template(_render(tokenizer, CHATGLM)) is None  # its round counter is not a per-turn piece
+
+
+def test_a_k_quant_without_llama_cpp_says_how_to_get_it(tiny_model_dirs, tokenizer, tmp_path, monkeypatch):
+    import tasktune.checkpoint.gguf as g
+    from transformers import AutoModelForCausalLM
+
+    monkeypatch.setattr(g, "llama_cpp_available", lambda: False)
+    llama = AutoModelForCausalLM.from_pretrained(tiny_model_dirs["llama"])
+    with pytest.raises(ValueError, match=r"--quant q4_k_m: K-quants are made by llama.cpp's own quantizer.*pip install "
+                                         r"'tasktune\[gguf\]'.*or choose f32, f16, q8_0"):
+        write_gguf(llama, tokenizer, _meta(), tmp_path / "x.gguf", "q4_k_m")
+    assert list(tmp_path.iterdir()) == []
