@@ -77,7 +77,7 @@ def test_a_kind_that_loses_the_tuning_warns_with_the_cause(llama_run, tmp_path, 
 
     # A file that keeps none of the tuning: what a base on the kind's own grid does to a LoRA.
     monkeypatch.setattr(recipe, "tuning_kept", lambda base, tuned, written: (0.31, 1.2))
-    monkeypatch.setattr(recipe, "_check", lambda path, examples, own: {
+    monkeypatch.setattr(recipe, "_check", lambda path, examples, own, budget: {
         "exact_match": 0.1, "n": 12, "run_exact_match": 0.9, "identical_answers": 0, "lost_points": 80.0})
     result = tasktune("export", "--run", str(llama_run), "--out", str(tmp_path / "o"), "--format", "gguf", "--quant", "q4_0")
     assert result.returncode == 0, result.stderr

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 __all__ = ["GGUF_KINDS", "ARCHITECTURES", "GgufMeta", "gguf_tensors", "write_gguf", "check_kind", "check_architecture",
-           "llama_cpp_binding", "llama_cpp_available", "LLAMA_CPP_MISSING"]
+           "llama_cpp_binding", "llama_cpp_available", "LLAMA_CPP_MISSING", "cores"]
 
 LLAMA_CPP_MISSING = ("the llama-cpp-python binding is not installed; install it with: pip install 'tasktune[gguf]' "
                      "(pip builds it from source once: about 7 minutes on 2 cores, then cached)")
@@ -91,9 +91,12 @@ class GgufMeta:
 
 def check_kind(kind: str) -> None:
     """Raises:
-        ValueError: ``kind`` is not a GGUF kind tasktune writes (lists them)."""
+        ValueError: ``kind`` is not a GGUF kind tasktune writes (lists them), or a K-quant
+            where the llama.cpp binding that makes it is not installed (says how to get it)."""
     if kind not in GGUF_KINDS:
         raise ValueError(f"--quant {kind!r}: not a GGUF kind tasktune writes; choose from {', '.join(GGUF_KINDS)}")
+    if GGUF_KINDS[kind][0] == "llama.cpp":
+        _need_llama_cpp(kind)
 
 
 def check_architecture(model_type: str) -> str:
@@ -263,7 +266,6 @@ def write_gguf(model: torch.nn.Module, tokenizer, meta: GgufMeta, path: str | Pa
     check_kind(kind)
     path = Path(path)
     if GGUF_KINDS[kind][0] == "llama.cpp":
-        _need_llama_cpp(kind)
         with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
             source = write_gguf(model, tokenizer, meta, Path(tmp) / "f32.gguf", "f32", tensors)
             _llama_quantize(source, path, GGUF_KINDS[kind][1])
@@ -292,6 +294,11 @@ def write_gguf(model: torch.nn.Module, tokenizer, meta: GgufMeta, path: str | Pa
     writer.write_tensors_to_file()
     writer.close()
     return path
+
+
+def cores() -> int:
+    """The CPU cores this process may use (all of them where the OS cannot say: macOS)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def llama_cpp_available() -> bool:
@@ -340,7 +347,7 @@ def _llama_quantize(source: Path, out: Path, ftype: int) -> None:
     llama_cpp = llama_cpp_binding()
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = ftype
-    params.nthread = len(os.sched_getaffinity(0))
+    params.nthread = cores()
     with tempfile.TemporaryFile(mode="w+b") as log:
         sys.stdout.flush(), sys.stderr.flush()
         saved = os.dup(1), os.dup(2)

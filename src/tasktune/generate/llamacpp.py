@@ -9,22 +9,26 @@ generation is.
 
 Prompts are token ids; :meth:`GgufModel.tokenize` turns a rendered prompt into ids by
 llama.cpp's tokenizer with special tokens parsed (``<|im_start|>`` one control token, not
-text: the binding's ``generate`` leaves them unparsed and its answers go wrong).
+text: the binding's ``generate`` leaves them unparsed and its answers go wrong). The export's
+check counts prompts whose ids agree with it.
 """
 
 from __future__ import annotations
 
 import ctypes
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from tasktune.checkpoint.gguf import LLAMA_CPP_MISSING, llama_cpp_available, llama_cpp_binding
+from tasktune.checkpoint.gguf import LLAMA_CPP_MISSING, cores, llama_cpp_available, llama_cpp_binding
 
 __all__ = ["GgufModel", "llama_cpp_available", "LLAMA_CPP_MISSING"]
+
+_MAX_SEQUENCES = 256
+"""llama.cpp's most sequences in one context (LLAMA_MAX_SEQ): a larger batch decodes in turns."""
+
 
 @dataclass
 class _Row:
@@ -54,7 +58,7 @@ class GgufModel:
             raise FileNotFoundError(f"GGUF file not found: {self.path}")
         self._L = llama_cpp_binding()
         self._L.llama_backend_init()
-        self.threads = threads or len(os.sched_getaffinity(0))
+        self.threads = threads or cores()
         self._model = self._L.llama_model_load_from_file(str(self.path).encode(), self._L.llama_model_default_params())
         if not self._model:
             raise ValueError(f"{self.path}: llama.cpp could not load this file (see its log above)")
@@ -100,7 +104,9 @@ class GgufModel:
         rows = [_Row(i, p, c) for i, (p, c) in enumerate(zip(prompts, caps))]
         if not rows:
             return []
-        batch_size = max(1, min(batch_size, len(rows)))
+        if not all(prompts):
+            raise ValueError(f"prompt {[len(p) for p in prompts].index(0)} is empty: llama.cpp answers after a prompt")
+        batch_size = max(1, min(batch_size, len(rows), _MAX_SEQUENCES))
         longest = max(len(p) for p in prompts) + max(caps)
         n_batch = max(2048, longest + batch_size)
         params = L.llama_context_default_params()

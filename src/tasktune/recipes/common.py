@@ -125,16 +125,20 @@ def load_gguf(path: str | Path, overrides: list[str] | None = None) -> Loaded:
     if not file.is_file():
         raise FileNotFoundError(f"GGUF file not found: {file}")
     model = GgufModel(file)
-    text = model.metadata("tasktune.config")
-    if not text:
-        raise ValueError(f"{file}: carries no tasktune run config (tasktune.config); evaluate a file written by "
-                         "`tasktune export --format gguf`")
-    with tempfile.TemporaryDirectory() as tmp:
-        (Path(tmp) / "config.yaml").write_text(text, encoding="utf-8")
-        cfg = load_config(Path(tmp) / "config.yaml", [*(overrides or []), "generate.do_sample=false"])
-    tokenizer = AutoTokenizer.from_pretrained(str(file.parent), gguf_file=file.name)
-    # The file's template already holds the run's system prompt as its default system turn.
-    return Loaded(cfg, model, tokenizer, ChatEncoder(tokenizer, None, None))
+    try:
+        text = model.metadata("tasktune.config")
+        if not text:
+            raise ValueError(f"{file}: carries no tasktune run config (tasktune.config); evaluate a file written by "
+                             "`tasktune export --format gguf`")
+        with tempfile.TemporaryDirectory() as tmp:
+            (Path(tmp) / "config.yaml").write_text(text, encoding="utf-8")
+            cfg = load_config(Path(tmp) / "config.yaml", [*(overrides or []), "generate.do_sample=false"])
+        tokenizer = AutoTokenizer.from_pretrained(str(file.parent), gguf_file=file.name)
+        # The file's template already holds the run's system prompt as its default system turn.
+        return Loaded(cfg, model, tokenizer, ChatEncoder(tokenizer, None, None))
+    except BaseException:
+        model.close()
+        raise
 
 
 def max_new_tokens_for(cfg: RunConfig, tokenizer, examples: list[Example]) -> int:

@@ -137,9 +137,11 @@ def evaluate_gguf(path: str | Path, out_dir: str | Path | None = None, overrides
     out.mkdir(parents=True, exist_ok=True)
     data = build_datasets(cfg.data, cfg.eval.max_examples, cfg.eval.seed, cfg.seed)
     metric = headline_metric(cfg, data.eval)
-    summary, rows = evaluate_examples(loaded, data.eval, f"llama.cpp {file.name}")
-    figures, suite_rows = evaluate_suites(loaded, suites_of(cfg, data))
-    loaded.model.close()
+    try:
+        summary, rows = evaluate_examples(loaded, data.eval, f"llama.cpp {file.name}")
+        figures, suite_rows = evaluate_suites(loaded, suites_of(cfg, data))
+    finally:
+        loaded.model.close()
     _write_run(out, cfg, metric, None, (summary, rows), (figures, suite_rows))
     print(f"{file.name} through llama.cpp: {metric} {metric_text(metric, summary[metric])} on {summary['n']} held-out "
           f"examples; results in {out}")

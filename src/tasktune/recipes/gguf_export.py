@@ -8,8 +8,9 @@ run cannot be) and written once per kind (:mod:`tasktune.checkpoint.gguf`). For 
   snaps weights back to the base's undoes the tuning: the bundled base was de-quantized
   from Q4_1, so a Q4_1 export keeps about a third of a LoRA's change);
 * where llama.cpp is installed, the run's held-out problems answered through it (greedy,
-  each prompt rendered by the file's own template and tokenized by llama.cpp), scored by
-  the task's verifier beside the run's own answers to the same problems;
+  each prompt rendered by the file's own template with the file's tokenizer, and counted
+  against llama.cpp's own tokenization of the same text), scored by the task's verifier
+  beside the run's own answers to the same problems;
 * an Ollama ``Modelfile`` beside it.
 
 A kind that loses more than :data:`WARN_POINTS` points of exact match warns, with the
@@ -30,7 +31,7 @@ from tasktune.data import build_datasets
 from tasktune.encoding.templates import go_template
 from tasktune.generate import llama_cpp_available
 from tasktune.model import resolve_model
-from tasktune.recipes.common import evaluate_examples, load_base, load_gguf
+from tasktune.recipes.common import evaluate_examples, load_base, load_gguf, max_new_tokens_for
 from tasktune.recipes.export import exported_template, fresh_folder, merged_run
 
 __all__ = ["export_gguf", "WARN_POINTS", "modelfile"]
@@ -80,13 +81,20 @@ def _own_answers(run_dir: Path, examples) -> list[dict] | None:
     return rows[: len(examples)]
 
 
-def _check(path: Path, examples, own: list[dict] | None) -> dict:
-    """The held-out problems answered through llama.cpp from ``path``, beside the run's own."""
+def _check(path: Path, examples, own: list[dict] | None, budget: int) -> dict:
+    """The held-out problems answered through llama.cpp from ``path`` (at most ``budget``
+    new tokens each, the run's own cap), beside the run's own answers."""
     loaded = load_gguf(path)
-    prompts = [loaded.encoder.render_prompt(e) for e in examples]
-    same_ids = sum(loaded.model.tokenize(p) == loaded.encoder.prompt_ids(e) for p, e in zip(prompts, examples))
-    summary, rows = evaluate_examples(loaded, examples, f"llama.cpp {path.name}")
-    loaded.model.close()
+    try:
+        prompts = [loaded.encoder.render_prompt(e) for e in examples]
+        same_ids = sum(loaded.model.tokenize(p) == loaded.encoder.prompt_ids(e) for p, e in zip(prompts, examples))
+        summary, rows = evaluate_examples(loaded, examples, f"llama.cpp {path.name}", max_new_tokens=budget)
+    finally:
+        loaded.model.close()
+    if same_ids < len(examples):
+        print(f"warning: {path.name}: llama.cpp tokenizes {len(examples) - same_ids} of {len(examples)} rendered prompts "
+              "differently from the file's tokenizer as transformers reads it; servers built on llama.cpp see "
+              "llama.cpp's", file=sys.stderr)
     out = {"exact_match": summary["exact_match"], "n": summary["n"], "prompt_tokens_as_llama_cpp": same_ids}
     if own is not None:
         out["run_exact_match"] = sum(r["correct"] for r in own) / len(own)
@@ -106,7 +114,7 @@ def _warning(kind: str, row: dict, base_type: str | None) -> str | None:
     if check.get("lost_points", 0) > WARN_POINTS:
         return (f"{kind}: exact match {check['exact_match']:.1%} through llama.cpp against the run's "
                 f"{check['run_exact_match']:.1%} ({check['lost_points']:.1f} points lost); {kept}")
-    if "check" not in row and row["tuning_kept"] < 0.8:
+    if "lost_points" not in check and row["tuning_kept"] < 0.8:
         return f"{kind}: {kept}; its answers may differ from the run's: measure with `tasktune eval --gguf`"
     return None
 
@@ -148,11 +156,12 @@ def export_gguf(run_dir: str | Path, out_dir: str | Path, kinds: list[str], chec
     if check and not checking:
         print("note: llama-cpp-python is not installed, so the files are not checked through llama.cpp; "
               "install it with: pip install 'tasktune[gguf]'", file=sys.stderr)
-    examples = own = None
+    examples = own = budget = None
     if checking:
         data = build_datasets(cfg.data, cfg.eval.max_examples, cfg.eval.seed, cfg.seed)
         examples = data.eval[: check_examples or len(data.eval)]
         own = _own_answers(run_dir, examples)
+        budget = max_new_tokens_for(cfg, tokenizer, data.eval)  # the run's cap, from all its held-out answers
     base_type = dominant_type(source) if source is not None else None
     render = (lambda msgs, gen: tokenizer.apply_chat_template(msgs, chat_template=template, tokenize=False,
                                                              add_generation_prompt=gen))
@@ -165,7 +174,7 @@ def export_gguf(run_dir: str | Path, out_dir: str | Path, kinds: list[str], chec
         row = {"kind": kind, "file": path.name, "mib": round(path.stat().st_size / 2**20, 1),
                "tuning_kept": round(kept, 4), "rounding_vs_change": round(moved, 3), "types": type_counts(path)}
         if checking:
-            row["check"] = _check(path, examples, own)
+            row["check"] = _check(path, examples, own, budget)
         warning = _warning(kind, row, base_type)
         if warning:
             row["warning"] = warning

@@ -214,8 +214,12 @@ def gguf_table(export_dir: str | Path, streams: int = 32, new_tokens: int = 64) 
              "| weights | runtime | file MiB | resident MiB (added) | tokens/s, 1 stream | tokens/s, batched | exact match |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
     own = _speed_probe_in_process({**job, "file": None})
+    checked = [row["check"] for row in export["kinds"] if "run_exact_match" in row.get("check", {})]
     metrics = Path(run) / "metrics.json"
-    figure = json.loads(metrics.read_text())["final"]["exact_match"] if metrics.is_file() else None
+    if checked:  # the run's own answers to the problems the files were checked on
+        figure = checked[0]["run_exact_match"]
+    else:
+        figure = json.loads(metrics.read_text())["final"]["exact_match"] if metrics.is_file() else None
     weights = sum(f.stat().st_size for f in (Path(run) / "adapter").glob("*.safetensors"))
     lines.append(_row("float32 base + adapter", "tasktune (torch)", {**own, "mib": _base_mib(run) + weights / 2**20},
                       figure))
@@ -269,15 +273,15 @@ def _speed_probe(job: dict) -> dict:
     GGUF file in llama.cpp or (``file`` None) the run in tasktune. No stop token ends a row
     early (stop id -1), so every row makes exactly ``new_tokens`` tokens. ``added_gib``: the
     peak over this process before the weights loaded (the interpreter and libraries)."""
-    import os
     import time
 
     import torch
 
+    from tasktune.checkpoint.gguf import cores
     from tasktune.generate import GgufModel, generate_completions
     from tasktune.recipes.common import load_run
 
-    torch.set_num_threads(len(os.sched_getaffinity(0)))
+    torch.set_num_threads(cores())
     n, texts = job["new_tokens"], job["texts"]
     before = _rss("VmRSS")
     if job["file"]:

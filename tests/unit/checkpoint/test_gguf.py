@@ -75,6 +75,8 @@ def test_llama_cpp_tokenizes_and_answers_as_the_model_in_torch(written, tokenize
     ours = _greedy_torch(model, ids, 10)
     assert len({tuple(o) for o in ours}) == len(ours)  # distinct answers: the comparison can fail
     theirs = gguf.greedy(ids, 2, [10] * len(ids), batch_size=3)  # continuous batching, 3 rows at a time
+    with pytest.raises(ValueError, match="prompt 1 is empty"):
+        gguf.greedy([ids[0], []], 2, [4, 4])
     gguf.close()
     assert sum(a == b for a, b in zip(theirs, ours)) >= len(ours) - 1
     for prompt, a, b in zip(ids, theirs, ours):
