@@ -156,7 +156,7 @@ def _arch_enum(arch: str):
     return next(k for k, v in gguf.MODEL_ARCH_NAMES.items() if v == arch)
 
 
-def _tensor_type(name: str, array: np.ndarray, kind: str):
+def _tensor_type(array: np.ndarray, kind: str):
     """The GGML type a tensor is stored in: 1-D tensors (norms, biases) in float32, as
     llama.cpp's converter keeps them; a matrix whose rows do not split into the kind's
     32-value blocks in float16."""
@@ -286,7 +286,7 @@ def write_gguf(model: torch.nn.Module, tokenizer, meta: GgufMeta, path: str | Pa
         writer.add_string("tasktune.config", meta.run_config)
     writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
     for name, array in tensors.items():
-        qtype = _tensor_type(name, array, kind)
+        qtype = _tensor_type(array, kind)
         data = array if qtype == gguf.GGMLQuantizationType.F32 else gguf.quants.quantize(array, qtype)
         writer.add_tensor(name, data, raw_dtype=qtype)
     writer.write_header_to_file()

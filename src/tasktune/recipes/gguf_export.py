@@ -33,6 +33,7 @@ from tasktune.generate import llama_cpp_available
 from tasktune.model import resolve_model
 from tasktune.recipes.common import evaluate_examples, load_base, load_gguf, max_new_tokens_for
 from tasktune.recipes.export import exported_template, fresh_folder, merged_run
+from tasktune.report import read_log
 
 __all__ = ["export_gguf", "WARN_POINTS", "modelfile"]
 
@@ -72,11 +73,8 @@ def modelfile(gguf_name: str, render, stop_text: str, system_prompt: str | None)
 def _own_answers(run_dir: Path, examples) -> list[dict] | None:
     """The run's own final answers to ``examples`` (its first held-out problems), from the
     training's predictions.jsonl; None when that file does not hold them in this order."""
-    path = run_dir / "predictions.jsonl"
-    if not path.is_file():
-        return None
-    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    if len(rows) < len(examples) or any(r["prompt"] != e.prompt for r, e in zip(rows, examples)):
+    rows = read_log(run_dir / "predictions.jsonl")
+    if not rows or len(rows) < len(examples) or any(r["prompt"] != e.prompt for r, e in zip(rows, examples)):
         return None
     return rows[: len(examples)]
 

@@ -31,7 +31,7 @@ def _cell(text: str, width: int = 60) -> str:
 
 
 def read_log(path: Path) -> list[dict]:
-    """The rows of a run's train_log.jsonl; [] when there is none."""
+    """The rows of a run's JSONL file (train_log.jsonl, predictions.jsonl); [] when there is none."""
     if not path.is_file():
         return []
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
