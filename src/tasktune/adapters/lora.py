@@ -9,7 +9,7 @@ import torch
 from tasktune.adapters.weights import tensor_copies
 from tasktune.config import AdapterConfig
 
-__all__ = ["apply", "param_groups", "save", "load", "merged", "load_named", "TRAINS_BASE", "SAVES_TRAINABLE", "SHARES_BASE"]
+__all__ = ["apply", "param_groups", "save", "load", "load_into", "merged", "load_named", "TRAINS_BASE", "SAVES_TRAINABLE", "SHARES_BASE"]
 
 TRAINS_BASE = False
 """False: the base stays frozen (it may be quantized: QLoRA)."""
@@ -88,6 +88,19 @@ def load(model, directory: str | Path):
     import peft
 
     return peft.PeftModel.from_pretrained(model, str(directory), is_trainable=False)
+
+
+def load_into(model, directory: str | Path) -> None:
+    """Copy a saved adapter's matrices into ``model``'s own (LoRA applied with the same
+    settings): training goes on from them (``train.init_from``)."""
+    import peft
+    from safetensors.torch import load_file
+
+    result = peft.set_peft_model_state_dict(model, load_file(str(Path(directory) / "adapter_model.safetensors")))
+    missing = [k for k in result.missing_keys if "lora_" in k]
+    if missing or result.unexpected_keys:
+        raise ValueError(f"{directory}: the saved adapter does not fit this model's LoRA layers ({len(missing)} missing, "
+                         f"e.g. {(missing or result.unexpected_keys)[0]!r}); use the run's own adapter settings")
 
 
 def merged(model):

@@ -19,6 +19,7 @@ from tasktune.config.data import ArithmeticConfig, ContextConfig, DataConfig, Fi
 from tasktune.config.encoding import EncodingConfig
 from tasktune.config.generate import SUITES, EvalConfig, GenerateConfig
 from tasktune.config.load import ConfigError, config_to_dict, field_docs, load_config
+from tasktune.config.rl import RLConfig
 from tasktune.config.run import RunConfig
 from tasktune.config.train import TrainConfig
 
@@ -34,6 +35,7 @@ __all__ = [
     "FREEZE_EXTRA",
     "PrefixConfig",
     "TrainConfig",
+    "RLConfig",
     "EvalConfig",
     "GenerateConfig",
     "SUITES",

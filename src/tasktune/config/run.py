@@ -9,6 +9,7 @@ from tasktune.config.adapters import AdapterConfig
 from tasktune.config.data import DataConfig
 from tasktune.config.encoding import EncodingConfig
 from tasktune.config.generate import EvalConfig, GenerateConfig
+from tasktune.config.rl import RLConfig
 from tasktune.config.train import TrainConfig
 from tasktune.constants import DEFAULT_MODEL
 
@@ -41,6 +42,8 @@ class RunConfig:
     """Stage 4: the fine-tuning method and its settings."""
     train: TrainConfig = field(default_factory=TrainConfig)
     """Stage 5: the training loop (steps, batch, schedule, precision, checkpoints)."""
+    rl: RLConfig = field(default_factory=RLConfig)
+    """Stage 5, reinforcement from the verifier: sampling, rewards and loss of train.objective grpo / rft."""
     eval: EvalConfig = field(default_factory=EvalConfig)
     """Stage 8: held-out evaluation before, during and after training."""
     generate: GenerateConfig = field(default_factory=GenerateConfig)
@@ -51,6 +54,11 @@ class RunConfig:
         p: list[str] = []
         for section in (self.data, self.encoding, self.adapter, self.train, self.eval, self.generate):
             p += section.problems()
+        if self.train.objective != "sft":
+            p += self.rl.problems()
+            if self.train.batch_size % self.rl.num_generations:
+                p.append(f"train.batch_size ({self.train.batch_size}) counts completions: it must be a multiple of "
+                         f"rl.num_generations ({self.rl.num_generations})")
         stop_at = self.train.stop_at
         if stop_at is not None and self.eval.metric == "exact_match" and not 0.0 < stop_at <= 1.0:
             p.append(f"train.stop_at: an exact match within (0, 1], e.g. 0.99, got {stop_at}")

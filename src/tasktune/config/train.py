@@ -10,8 +10,15 @@ __all__ = ["TrainConfig"]
 
 @dataclass(frozen=True)
 class TrainConfig:
+    objective: Literal["sft", "grpo", "rft"] = "sft"
+    """sft: learn the data's answers; grpo: reinforcement from the task's verifier (sampled
+    completions, group-relative advantages; settings in ``rl``); rft: rejection sampling,
+    SFT on the model's own verified completions (expert iteration; settings in ``rl``)."""
+    init_from: str | None = None
+    """A finished run folder whose adapter this run starts from (its config must name the
+    same model and method); null: a fresh adapter. An RL stage starts from an SFT run."""
     max_steps: int = 300
-    """Optimizer steps."""
+    """Optimizer steps (grpo/rft: sampling rounds)."""
     max_minutes: float | None = None
     """A time budget for training: when the recent pace (checked every 10% of max_steps,
     the first 10 steps left out) shows max_steps will not fit, the run is shortened to
@@ -20,7 +27,7 @@ class TrainConfig:
     drift) keeps the schedule. Training stops at the budget in any case. A run that fits ends on
     max_steps and reproduces exactly. null: steps only."""
     batch_size: int = 16
-    """Examples per optimizer step, across all processes and micro-batches (the global batch);
+    """grpo/rft: completions sampled per step. Examples per optimizer step, across all processes and micro-batches (the global batch);
     N processes each train on batch_size / N of them, so the run does not depend on N."""
     grad_accum: int = 1
     """Micro-batches accumulated per optimizer step; batch_size is split into this many."""

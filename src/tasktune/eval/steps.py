@@ -40,7 +40,7 @@ import re
 from dataclasses import dataclass
 from fractions import Fraction
 
-__all__ = ["Step", "StepError", "check_steps", "first_wrong_step", "step_figures", "summarize_steps", "STEP_KINDS"]
+__all__ = ["Step", "StepError", "check_steps", "first_wrong_step", "wrong_step_span", "step_figures", "summarize_steps", "STEP_KINDS"]
 
 STEP_KINDS = ("sign", "copy", "carry", "borrow", "fact", "missing", "extra", "answer")
 """Kinds of first wrong step, in the order a report lists them."""
@@ -212,6 +212,31 @@ def _first_wrong(prediction: str, got: list[Step], reference: str, want: list[St
         kind = "sign" if got_value.startswith("-") != want_value.startswith("-") else "answer"
         return StepError(len(want), kind, got_value, want_value)
     return None
+
+
+def wrong_step_span(prediction: str, reference: str, correct: bool | None = None) -> tuple[int, int] | None:
+    """Where in ``prediction`` its first wrong step (:func:`first_wrong_step`) is written:
+    characters ``[start, end)`` from the end of the step before it (what is written between
+    steps is part of the step) to the end of the wrong one; a missing step or a wrong final
+    answer spans from the last step to the end. None when no step is wrong.
+
+    Example:
+        >>> text = "6+9=15,9+9=18,1+5+1=7 #### 785"
+        >>> start, end = wrong_step_span(text, "6+9=15,9+9+1=19,1+5+1=7 #### 795")
+        >>> text[start:end]
+        ',9+9=18'
+    """
+    got = check_steps(prediction)
+    error = _first_wrong(prediction, got, reference, check_steps(reference), correct)
+    if error is None:
+        return None
+    before = got[error.index - 1] if 0 < error.index <= len(got) else None
+    start = before.start + len(before.text) if before is not None else 0
+    if error.index < len(got) and error.kind not in ("missing", "answer"):
+        return start, got[error.index].start + len(got[error.index].text)
+    if got:
+        start = got[-1].start + len(got[-1].text)
+    return start, len(prediction)
 
 
 def _gap(text: str, steps: list[Step], i: int) -> str:

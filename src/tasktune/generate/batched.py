@@ -46,11 +46,12 @@ def _generation_config(model, max_new_tokens: int, stop_id: int, pad_id: int, sa
 class Completion:
     """One generated answer: its text (whitespace-stripped, special tokens skipped), the
     tokens generated (the stop token included), and why it ended: ``stop`` (the stop
-    token) or ``length`` (the row's cap)."""
+    token) or ``length`` (the row's cap); ``ids`` are those tokens."""
 
     text: str
     tokens: int
     finish_reason: str
+    ids: tuple[int, ...] = ()
 
 
 @torch.inference_mode()
@@ -107,8 +108,8 @@ def generate_completions(
 def _completion(tokenizer, seq: list[int], stop_id: int) -> Completion:
     if stop_id in seq:  # the answer ends before the stop token
         end = seq.index(stop_id)
-        return Completion(tokenizer.decode(seq[:end], skip_special_tokens=True).strip(), end + 1, "stop")
-    return Completion(tokenizer.decode(seq, skip_special_tokens=True).strip(), len(seq), "length")
+        return Completion(tokenizer.decode(seq[:end], skip_special_tokens=True).strip(), end + 1, "stop", tuple(seq[: end + 1]))
+    return Completion(tokenizer.decode(seq, skip_special_tokens=True).strip(), len(seq), "length", tuple(seq))
 
 
 def _continuous(model, prompts, stop_id, pad_id, caps, batch_size, sampling, bar) -> list[list[int]]:

@@ -20,7 +20,10 @@ from tasktune.recipes.common import Loaded, evaluate_examples, headline_metric, 
 from tasktune.recipes.folder import config_changes, prepare_folder, truncate_log
 from tasktune.recipes.results import merge_categories, write_results
 from tasktune.recipes.suites import evaluate_suites, suites_line, suites_of
+from tasktune.recipes.rollouts import check_reward, make_rollout
+from tasktune.recipes.start import check_start, start_figures, start_from
 from tasktune.train import LoopState, NonFiniteLoss, StepInfo, TrainingStopped, make_accelerator, train_steps
+from tasktune.train.rl import Reference, Source, rl_steps
 from tasktune.train.shard import gather_weights, whole_weights
 
 __all__ = ["finetune"]
@@ -36,6 +39,7 @@ def _log_row(info: StepInfo) -> dict:
         "examples": info.examples,
         "seconds": round(info.seconds, 3),
         "examples_per_second": round(info.examples / info.seconds, 3),
+        **info.figures,
     }
 
 
@@ -101,6 +105,8 @@ class _Run:
     """The checkpoint a resumed run continues from; None for a fresh run."""
     suites: dict = field(default_factory=dict)
     """The robustness suites, built before training (a problem space too small fails early)."""
+    reference: Reference | None = None
+    """RL with a KL term: the starting policy's weights (train.init_from), kept aside."""
 
     @property
     def main(self) -> bool:
@@ -162,7 +168,7 @@ def _train(run: _Run, model, state: LoopState, evals: list[dict], extra: dict) -
     # Only the main process has the log open (another's "w" would truncate it).
     opened = (run.out / "train_log.jsonl").open("a" if state.step else "w", encoding="utf-8") if main else nullcontext()
     with opened as log, _stopped_as_advice(run, state):
-        steps = train_steps(model, accelerator, run.loaded.encoder, run.data.train, cfg.train, cfg.encoding, state, groups)
+        steps = _steps(run, model, state, groups)
         for info in steps:
             last = info
             if main and info.step % cfg.train.log_every == 0:
@@ -192,6 +198,17 @@ def _train(run: _Run, model, state: LoopState, evals: list[dict], extra: dict) -
         run.say(f"train.stop_at={cfg.train.stop_at} reached at step {last.step} of {cfg.train.max_steps}: {run.metric} "
                 f"{metric_text(run.metric, evals[-1][run.metric])} on {evals[-1]['n']} held-out; training stops here")
     return TrainResult(last, run.metric, evals, stopped)
+
+
+def _steps(run: _Run, model, state: LoopState, groups: list[dict]):
+    """The training loop of ``train.objective``: SFT's, or the RL stage's (sampling from
+    the model as it trains, scored by the reward)."""
+    cfg = run.cfg
+    if cfg.train.objective == "sft":
+        return train_steps(model, run.accelerator, run.loaded.encoder, run.data.train, cfg.train, cfg.encoding, state, groups)
+    cap = cfg.rl.max_completion_length or cfg.generate.max_new_tokens
+    source = Source(run.data.train, make_rollout(run.loaded, model, cfg, cap), cap, cfg.seed)
+    return rl_steps(model, run.accelerator, source, cfg.train, cfg.rl, state, groups, run.reference)
 
 
 @contextmanager
@@ -287,6 +304,9 @@ def _prepare(cfg: RunConfig, resume: bool, overwrite: bool) -> _Run:
     if data.skipped_rows and accelerator.is_main_process:
         print(f"skipped {len(data.skipped_rows)} bad row(s) (data.file.on_bad_row: skip), first: {data.skipped_rows[0]}")
     suites = suites_of(cfg, data)  # before the model loads: a problem space too small fails here
+    check_start(cfg)  # train.init_from: a run of this model and method, before the model loads
+    if cfg.train.objective != "sft":
+        check_reward(cfg, data.eval)
     metric = headline_metric(cfg, data.eval)
     if metric == "exact_match" and cfg.train.stop_at is not None and cfg.train.stop_at > 1:
         raise ValueError(f"train.stop_at={cfg.train.stop_at}: this task's eval.metric is exact_match, a share "
@@ -308,6 +328,8 @@ def _evaluate_base(run: _Run) -> dict:
     """``{"base": summary}`` for a fresh run that asks for it (main process); else empty."""
     if run.found is not None or not run.cfg.eval.base or not run.main:
         return {}
+    if run.cfg.train.init_from:  # the run it starts from, as that run measured it
+        return start_figures(run.cfg, run.metric, run.say)
     base, _ = evaluate_examples(run.loaded, run.data.eval, "eval base")
     run.say(f"base {run.metric}: {metric_text(run.metric, base[run.metric])} on {base['n']} held-out")
     return {"base": base}
@@ -321,6 +343,10 @@ def _apply_adapter(run: _Run, metrics: dict) -> tuple[object, LoopState, list[di
     then the checkpoint overwrites it, and its random states take over from there.
     """
     model = get_adapter(run.cfg.adapter.method).apply(run.loaded.model, run.cfg.adapter)
+    if run.cfg.train.init_from:
+        start_from(model, run.cfg)
+        if run.cfg.train.objective != "sft" and run.cfg.rl.beta > 0:
+            run.reference = Reference(model)
     if run.found is None:
         return model, LoopState(), []
     state, saved = load_checkpoint(run.found, model, run.accelerator.process_index)

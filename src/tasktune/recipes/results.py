@@ -14,7 +14,7 @@ __all__ = ["run_summary", "decoding", "merge_categories", "write_results"]
 def run_summary(cfg: RunConfig) -> dict[str, str]:
     """The settings a reader of report.md needs first."""
     t = cfg.train
-    return {
+    summary = {
         "model": cfg.model,
         "method": cfg.adapter.method,
         "task": cfg.data.task if cfg.data.task != "file" else f"file {cfg.data.file.path}",
@@ -23,6 +23,14 @@ def run_summary(cfg: RunConfig) -> dict[str, str]:
         "lr": f"{t.lr:g} ({t.schedule}, warm-up {t.warmup_steps})",
         "decoding": decoding(cfg),
     }
+    if t.init_from:
+        summary["starts from"] = t.init_from
+    if t.objective != "sft":
+        r = cfg.rl
+        summary["objective"] = (f"{t.objective}: {r.num_generations} completions per prompt (temperature {r.temperature}, "
+                                f"top_p {r.top_p}), reward {r.reward}{', step credit' if r.step_credit else ''}, "
+                                f"loss {r.loss_type}, beta {r.beta}")
+    return summary
 
 
 def decoding(cfg: RunConfig) -> str:

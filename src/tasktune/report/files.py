@@ -137,6 +137,12 @@ def _plots(out: Path, metrics: dict, log_rows: list[dict]) -> list[str]:
         steps = [(s, v) for s, v in steps if v is not None]
         if metric == "exact_match" and steps:
             series = {label: series["overall"], "step accuracy (%)": ([s for s, _ in steps], [100 * v for _, v in steps])}
+        # An RL stage: its sampled completions' mean reward beside the held-out curve.
+        rewards = [(r["step"], r["reward_mean"]) for r in log_rows if "reward_mean" in r]
+        if rewards and max(abs(v) for _, v in rewards) <= 1:
+            if list(series) == ["overall"]:
+                series = {f"held-out {label}": series["overall"]}
+            series["sampled reward (x 100)"] = ([s for s, _ in rewards], [100 * v for _, v in rewards])
         plot_metric(out / "eval.png", series, label, f"{name}: held-out {label}")
         lines += [f"![held-out {metric} over steps](eval.png)", ""]
     return lines
@@ -181,6 +187,28 @@ def _suites_section(metrics: dict, suite_rows: list[dict]) -> list[str]:
     return lines
 
 
+def _rewards_section(log_rows: list[dict]) -> list[str]:
+    """An RL stage's sampled completions over its logged steps, and each category's reward
+    at its first and last logged step."""
+    rows = [r for r in log_rows if "reward_mean" in r]
+    if not rows:
+        return []
+    lines = ["", "## Sampled completions (the RL stage)", "",
+             "| step | reward | spread | groups without spread | trained or kept | length | cut at cap | step accuracy | KL |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in rows:
+        kl = f"{r['kl']:.4f}" if "kl" in r else "-"
+        lines.append(f"| {r['step']} | {r['reward_mean']:.3f} | {r['reward_std']:.3f} | {_pct(r['no_spread'])} | "
+                     f"{r.get('trained', r.get('kept', '-'))} | {r['completion_length']:.1f} | {_pct(r['truncated'])} | "
+                     f"{_pct(r.get('step_accuracy'))} | {kl} |")
+    first, last = rows[0].get("reward_by_category", {}), rows[-1].get("reward_by_category", {})
+    if first or last:
+        lines += ["", f"Reward by category at step {rows[0]['step']} and step {rows[-1]['step']} (each step's own problems):", "",
+                  "| category | first | last |", "| --- | --- | --- |"]
+        lines += [f"| {c} | {_pct(first.get(c))} | {_pct(last.get(c))} |" for c in sorted({*first, *last})]
+    return lines
+
+
 def write_report(
     out: Path, summary: dict[str, str], metrics: dict, predictions: list[dict], log_rows: list[dict],
     suite_rows: list[dict] | None = None,
@@ -192,11 +220,12 @@ def write_report(
     evaluations during training, and the ten most informative errors."""
     base, final = metrics.get("base"), metrics["final"]
     metric = metrics.get("metric", "exact_match")
+    first = "start" if metrics.get("start_from") else "base"  # a run that continued another
     lines = [f"# tasktune run report: {out.resolve().name}", "", "## Settings", "", "| setting | value |", "| --- | --- |"]
     lines += [f"| {k} | {_cell(str(v), 80)} |" for k, v in summary.items()]
     lines += ["", f"## Results on {final['n']} held-out examples", "",
               f"Headline figure: **{metric}**. ROUGE/BLEU are x 100 (ChatGLM-6B's recipe).", "",
-              "| figure | base | tuned |", "| --- | --- | --- |"]
+              f"| figure | {first} | tuned |", "| --- | --- | --- |"]
     for name in ("exact_match", "rouge-1", "rouge-2", "rouge-l", "bleu-4"):
         if name in final:
             bold = "**" if name == metric else ""
@@ -209,13 +238,14 @@ def write_report(
     lines += _suites_section(metrics, suite_rows or [])
     cats = metrics.get("by_category", {})
     if len(cats) > 1:
-        lines += ["", "## Exact match by category", "", "| category | base | tuned | n |", "| --- | --- | --- | --- |"]
+        lines += ["", "## Exact match by category", "", f"| category | {first} | tuned | n |", "| --- | --- | --- | --- |"]
         lines += [f"| {cat} | {_pct(row.get('base'))} | {_pct(row['final'])} | {row['n']} |" for cat, row in cats.items()]
     lines += ["", "## Plots", ""] + _plots(out, metrics, log_rows)
     train = metrics.get("train")
     if train:
         lines += ["## Training", "", "| figure | value |", "| --- | --- |"]
         lines += [f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in train.items()]
+    lines += _rewards_section(log_rows)
     evals, best = metrics.get("evals"), metrics.get("best")
     if evals:
         lines += ["", "## Evaluations during training", "", f"| step | examples | train min | {metric} | n |", "| --- | --- | --- | --- | --- |"]

@@ -37,7 +37,8 @@ from tasktune.train.loss import count_supervised, supervised_loss_sum
 from tasktune.train.schedule import Pace, lr_at, reschedule_message
 from tasktune.train.shard import broadcast_from_main, is_sharded, shard_optimizer_state
 
-__all__ = ["StepInfo", "EncodeCounts", "LoopState", "NonFiniteLoss", "TrainingStopped", "make_accelerator", "train_steps"]
+__all__ = ["StepInfo", "EncodeCounts", "LoopState", "NonFiniteLoss", "TrainingStopped", "make_accelerator", "prepare_optimizer",
+           "train_steps", "counted", "seconds_since"]
 
 
 class TrainingStopped(RuntimeError):
@@ -82,6 +83,8 @@ class LoopState:
     counts: EncodeCounts = field(default_factory=EncodeCounts)
     optimizer_state: dict | None = None
     optimizer: torch.optim.Optimizer | None = None
+    rewards: dict[str, float] = field(default_factory=dict)
+    """RL: each category's recent reward mean (what ``rl.category_weights: errors`` draws by)."""
 
     def totals(self) -> dict:
         """The JSON-serialisable part (everything but the optimizer)."""
@@ -89,6 +92,7 @@ class LoopState:
             "step": self.step, "drawn": self.drawn, "examples": self.examples, "tokens": self.tokens,
             "supervised": self.supervised, "computed": self.computed, "padding": self.padding, "seconds": self.seconds, "total": self.total,
             "dropped": self.counts.dropped, "truncated": self.counts.truncated,
+            **({"rewards": self.rewards} if self.rewards else {}),
         }
 
     @classmethod
@@ -112,6 +116,8 @@ class StepInfo:
     seconds: float
     computed_tokens: int = 0
     padding_tokens: int = 0
+    figures: dict = field(default_factory=dict)
+    """Figures of the step the loop's kind adds to its log line (an RL step's rewards)."""
 
 
 def make_accelerator(cfg: TrainConfig, seed: int, dtype: torch.dtype = torch.float32):
@@ -160,7 +166,7 @@ def _float32_trainable(params: list[torch.nn.Parameter]) -> None:
             p.data = p.data.float()
 
 
-def _counted(stream: Iterator[Example], state: LoopState) -> Iterator[Example]:
+def counted(stream: Iterator[Example], state: LoopState) -> Iterator[Example]:
     """``stream`` after the ``state.drawn`` examples a resumed run already drew; counts on."""
     for _ in range(state.drawn):
         next(stream)
@@ -255,7 +261,7 @@ class _Steps:
                       "it trains padded")
 
 
-def _prepare(model, accelerator, cfg: TrainConfig, state: LoopState, groups: list[dict] | None):
+def prepare_optimizer(model, accelerator, cfg: TrainConfig, state: LoopState, groups: list[dict] | None):
     """The optimizer over ``groups``, both through ``accelerator.prepare`` (a resumed
     run's optimizer state loaded); returns the model, the optimizer and its parameters."""
     if groups is None:
@@ -285,7 +291,7 @@ def _prepare(model, accelerator, cfg: TrainConfig, state: LoopState, groups: lis
     return model, optimizer, params
 
 
-def _took(accelerator, started: float) -> float:
+def seconds_since(accelerator, started: float) -> float:
     """Seconds since ``started``; over processes their mean, one clock for all (every
     process must end and reschedule on the same step)."""
     took = time.perf_counter() - started
@@ -332,10 +338,10 @@ def train_steps(
         NonFiniteLoss: a step's loss or gradient norm is nan or inf (not applied).
         ValueError: the batch does not split over accumulation and processes.
     """
-    model, optimizer, params = _prepare(model, accelerator, cfg, state, groups)
+    model, optimizer, params = prepare_optimizer(model, accelerator, cfg, state, groups)
     model.train()
     forward_backward = _Steps(model, accelerator, cfg, pad_id_for(encoder.tokenizer, encoder.stop_id))
-    batches = global_batches(_counted(stream, state), encoder, enc, cfg.batch_size, state.counts)
+    batches = global_batches(counted(stream, state), encoder, enc, cfg.batch_size, state.counts)
     bar = tqdm(total=cfg.max_steps, initial=state.step, desc="train", unit="step", disable=not accelerator.is_local_main_process)
     if is_sharded(model) and accelerator.is_main_process:
         tqdm.write(f"parameters, gradients and optimizer state sharded by FSDP2 over {accelerator.num_processes} processes",
@@ -359,7 +365,7 @@ def train_steps(
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             state.step, state.examples, state.supervised = step + 1, state.examples + cfg.batch_size, state.supervised + n_sup
-            took = _took(accelerator, started)
+            took = seconds_since(accelerator, started)
             state.seconds += took
             fits = pace.record(step, took, state.seconds, state.total)
             if fits != state.total:

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from tasktune.constants import IGNORE_INDEX
 from tasktune.model.forward import cache_argument, forward_parameters
 
-__all__ = ["supervised_loss_sum", "count_supervised", "loss_width", "shared_prefix_length", "MIN_SHARED_PREFIX"]
+__all__ = ["supervised_loss_sum", "token_logprobs", "supervised_logits", "count_supervised", "loss_width", "shared_prefix_length", "MIN_SHARED_PREFIX"]
 
 MIN_SHARED_PREFIX = 8
 """Shortest shared prefix worth its own forward pass (tokens)."""
@@ -74,6 +74,22 @@ def supervised_loss_sum(model, batch: dict[str, torch.Tensor], share_prefix: boo
     Returns:
         A scalar: divide by the number of supervised tokens of the whole optimizer step.
     """
+    logits, targets = supervised_logits(model, batch, share_prefix)
+    return F.cross_entropy(logits.float(), targets, reduction="sum")
+
+
+def token_logprobs(model, batch: dict[str, torch.Tensor], share_prefix: bool = False) -> torch.Tensor:
+    """Log-probability (float32) of every supervised token of ``batch`` under ``model``,
+    in row-major order of the supervised positions (as ``labels[:, 1:] != -100`` lists
+    them): what a policy-gradient loss weighs token by token. Arguments as
+    :func:`supervised_loss_sum`."""
+    logits, targets = supervised_logits(model, batch, share_prefix)
+    return -F.cross_entropy(logits.float(), targets, reduction="none")
+
+
+def supervised_logits(model, batch: dict[str, torch.Tensor], share_prefix: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """The logits (N, V) at the N positions that predict a supervised token, and those
+    N tokens, in row-major order; the vocabulary projection runs only there."""
     labels = batch["labels"]
     # keep[b, t]: position t of row b predicts a supervised token t+1.
     keep = torch.zeros_like(labels, dtype=torch.bool)
@@ -98,15 +114,13 @@ def supervised_loss_sum(model, batch: dict[str, torch.Tensor], share_prefix: boo
                 logits_to_keep=keep[:, start:],
                 **{cache_argument(model): cache},
             ).logits
-            return F.cross_entropy(logits.float(), targets, reduction="sum")
+            return logits, targets
     if "position_ids" in inputs:
         # Packed rows: transformers reads them from the position ids only without a cache.
         inputs["use_cache"] = False
     if to_keep:
-        logits = model(**inputs, logits_to_keep=keep).logits  # (N, V), N = supervised tokens
-    else:
-        logits = model(**inputs).logits[keep]
-    return F.cross_entropy(logits.float(), targets, reduction="sum")
+        return model(**inputs, logits_to_keep=keep).logits, targets  # (N, V), N = supervised tokens
+    return model(**inputs).logits[keep], targets
 
 
 def _prefix_cache(model, prefix: torch.Tensor, rows: int):
