@@ -54,10 +54,12 @@ class RLConfig:
     num_iterations: int = 1
     """Updates on each batch of completions (μ in the GRPO paper): one step samples once
     and takes this many optimizer updates."""
-    category_weights: Literal["uniform", "errors"] = "uniform"
-    """Which problems a step asks: uniform as the stream draws them; errors: each category
-    in proportion to its recent share of wrong completions (plus a floor), so steps ask what
-    the model gets partly right and groups carry signal."""
+    category_weights: Literal["uniform", "errors", "spread"] = "uniform"
+    """Which problems a step asks (each category weighed by its recent reward p among the
+    sampled completions, plus a floor of 0.1): uniform as the stream draws them; errors: in
+    proportion to 1 - p (what the model gets wrong); spread: to 4 p (1 - p), most where the
+    model is right half the time, so that a group's answers differ and carry signal (online
+    difficulty filtering by category)."""
     rft_all_steps: bool = True
     """Rejection sampling (objective rft): for worked answers keep only completions whose
     every step is right, not only the final value."""

@@ -56,6 +56,8 @@ class RunConfig:
             p += section.problems()
         if self.train.objective != "sft":
             p += self.rl.problems()
+            if self.rl.beta > 0 and not self.train.init_from:
+                p.append("rl.beta: the KL term is to the starting run's adapter; set train.init_from (or rl.beta=0)")
             if self.train.batch_size % self.rl.num_generations:
                 p.append(f"train.batch_size ({self.train.batch_size}) counts completions: it must be a multiple of "
                          f"rl.num_generations ({self.rl.num_generations})")

@@ -266,7 +266,7 @@ def finetune(cfg: RunConfig, resume: bool = False, overwrite: bool = False) -> d
     metrics = {"metric": run.metric, **_evaluate_base(run)}
     timing["base_eval"] = time.perf_counter() - clock
     model, state, evals = _apply_adapter(run, metrics)
-    result = _train(run, model, state, evals, {"base": metrics["base"]} if "base" in metrics else {})
+    result = _train(run, model, state, evals, {k: metrics[k] for k in ("base", "start_from") if k in metrics})
     run.accelerator.wait_for_everyone()
     model = run.accelerator.unwrap_model(model)
     # FSDP: the weights are gathered whole for good (every process), then the main one
@@ -295,6 +295,7 @@ def _prepare(cfg: RunConfig, resume: bool, overwrite: bool) -> _Run:
     """The folder checked against the flags, the data read (bad files fail here, before
     the model loads), the base loaded, the generation cap settled and config.yaml written."""
     out = Path(cfg.output_dir)
+    check_start(cfg)  # train.init_from: a run of this model and method, before any folder is touched
     accelerator = make_accelerator(cfg.train, cfg.seed, _weights_dtype(cfg))
     found = prepare_folder(out, resume, overwrite, accelerator.is_main_process)
     accelerator.wait_for_everyone()
@@ -304,7 +305,6 @@ def _prepare(cfg: RunConfig, resume: bool, overwrite: bool) -> _Run:
     if data.skipped_rows and accelerator.is_main_process:
         print(f"skipped {len(data.skipped_rows)} bad row(s) (data.file.on_bad_row: skip), first: {data.skipped_rows[0]}")
     suites = suites_of(cfg, data)  # before the model loads: a problem space too small fails here
-    check_start(cfg)  # train.init_from: a run of this model and method, before the model loads
     if cfg.train.objective != "sft":
         check_reward(cfg, data.eval)
     metric = headline_metric(cfg, data.eval)
@@ -351,8 +351,7 @@ def _apply_adapter(run: _Run, metrics: dict) -> tuple[object, LoopState, list[di
         return model, LoopState(), []
     state, saved = load_checkpoint(run.found, model, run.accelerator.process_index)
     run.say(f"resuming {run.out} from {run.found.name}: step {state.step} of {run.cfg.train.max_steps}")
-    if "base" in saved:
-        metrics["base"] = saved["base"]
+    metrics.update({k: saved[k] for k in ("base", "start_from") if k in saved})
     if run.main:
         truncate_log(run.out / "train_log.jsonl", state.step)
     return model, state, list(saved.get("evals", []))

@@ -85,13 +85,15 @@ def token_span(tokenizer, ids: tuple[int, ...] | list[int], chars: tuple[int, in
     completion's stripped text): each token whose characters overlap the range."""
     start, end = chars
     lead = None
-    ends = []
+    ends = []  # characters of the stripped text written by the tokens up to each one
     for k in range(1, len(ids) + 1):
         decoded = tokenizer.decode(list(ids[:k]), skip_special_tokens=True)
         if lead is None and decoded.strip():
             lead = len(decoded) - len(decoded.lstrip())
-        ends.append(len(decoded) - (lead or 0))
-    first = next((k for k, e in enumerate(ends) if e > start), len(ids))
+        ends.append(0 if lead is None else len(decoded) - lead)
+    if start >= len(text):  # nothing written where the step should be: the token that ended it
+        return max(0, len(ids) - 1), len(ids)
+    first = next((k for k, e in enumerate(ends) if e > start), len(ids) - 1)
     last = next((k for k, e in enumerate(ends) if e >= end), len(ids) - 1)
     return first, max(first + 1, last + 1)
 

@@ -13,7 +13,11 @@ from tasktune.adapters.weights import WEIGHTS_NAME
 from tasktune.config import RunConfig, config_to_dict, load_config
 from tasktune.recipes.common import metric_text
 
-__all__ = ["check_start", "start_from", "start_figures"]
+__all__ = ["check_start", "start_from", "start_figures", "TRAINING_ONLY"]
+
+TRAINING_ONLY = ("dropout", "b_lr_ratio")
+"""Adapter settings that change how the adapter trains, not what its weights mean: a run
+may start from one trained with others."""
 
 
 def _start_config(cfg: RunConfig) -> RunConfig:
@@ -47,6 +51,9 @@ def check_start(cfg: RunConfig) -> None:
     if not cfg.train.init_from:
         return
     folder = cfg.train.init_from
+    if Path(folder).resolve() == Path(cfg.output_dir).resolve():
+        raise ValueError(f"train.init_from: {folder} is this run's own output_dir; write the new run elsewhere "
+                         "(output_dir=runs/NEW)")
     start = _start_config(cfg)
     if start.model != cfg.model:
         raise ValueError(f"train.init_from: {folder} was trained on model {start.model!r}, this config's model is "
@@ -58,7 +65,7 @@ def check_start(cfg: RunConfig) -> None:
         raise ValueError(f"train.init_from: a {method} run cannot be continued yet; start {method} fresh, or train lora")
     mine, theirs = config_to_dict(cfg.adapter), config_to_dict(start.adapter)
     differ = [f"{k}: {theirs[method].get(k)!r} there, {v!r} here" for k, v in (mine.get(method) or {}).items()
-              if (theirs.get(method) or {}).get(k) != v]
+              if k not in TRAINING_ONLY and (theirs.get(method) or {}).get(k) != v]
     if differ:
         raise ValueError(f"train.init_from: the adapter's settings differ from {folder}'s ({'; '.join(differ)}); an adapter "
                          "goes on in its own shape: copy its adapter section")

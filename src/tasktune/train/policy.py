@@ -57,13 +57,14 @@ def token_advantages(rollouts: list[Rollout], rl: RLConfig, objective: str) -> l
         scored = [r.reward for r in group if not _masked(r, rl)]
         mean = sum(scored) / len(scored) if scored else 0.0
         spread = torch.tensor(scored, dtype=torch.float64).std().item() if len(scored) > 1 else 0.0
-        scale = 1.0 / (spread + 1e-4) if rl.scale_rewards else 1.0
+        # A group without spread has no advantage to scale (step credit would blow it up).
+        scale = 1.0 / (spread + 1e-4) if rl.scale_rewards and spread > 0 else 1.0
         for r in group:
             if _masked(r, rl):
                 out.append(None)
                 continue
             adv = torch.full((len(r.completion),), (r.reward - mean) * scale)
-            if rl.step_credit and r.wrong_span is not None:
+            if rl.step_credit and r.wrong_span is not None and r.reward < 1.0:  # a wrong answer's first wrong step
                 start, end = r.wrong_span
                 adv[:start] = (1.0 - mean) * scale  # the right steps before it: a right answer's credit
                 adv[start:end] = (0.0 - mean) * scale  # the wrong step: a wrong answer's

@@ -101,9 +101,17 @@ def _rows(rollouts: list[Rollout], advs: list[torch.Tensor | None], weights: lis
     return rows
 
 
+def _weight(reward: float | None, how: str) -> float:
+    """A category's weight from its recent reward (None: not seen yet, asked always)."""
+    if reward is None:
+        return 1.0
+    return 1.0 - reward if how == "errors" else 4.0 * reward * (1.0 - reward)
+
+
 class _Draw:
-    """The step's prompts from the stream: as drawn, or (``category_weights: errors``)
-    each kept with a chance that grows with its category's recent share of wrong answers."""
+    """The step's prompts from the stream: as drawn, or (``rl.category_weights`` errors or
+    spread) each kept with its category's chance (:func:`_weight` plus the floor); the coin
+    is seeded by the draw's place in the stream, so a resumed run draws the same."""
 
     def __init__(self, stream: Iterator[Example], state: LoopState, rl: RLConfig, seed: int):
         self.stream, self.state, self.rl, self.seed = counted(stream, state), state, rl, seed
@@ -112,9 +120,8 @@ class _Draw:
         out: list[Example] = []
         while len(out) < n:
             example = next(self.stream)
-            if self.rl.category_weights == "errors":
-                wrong = 1.0 - self.state.rewards.get(example.category, 0.0)
-                chance = min(1.0, CATEGORY_FLOOR + wrong)
+            if self.rl.category_weights != "uniform":
+                chance = min(1.0, CATEGORY_FLOOR + _weight(self.state.rewards.get(example.category), self.rl.category_weights))
                 if random.Random(f"{self.seed}-draw-{self.state.drawn}").random() >= chance:
                     continue
             out.append(example)
@@ -163,19 +170,18 @@ def _update(model, accelerator, rows: list[_Row], micro: int, rl: RLConfig, firs
     pass on a batch records each token's sampling-policy log-probability. Returns the loss
     and the mean KL estimate (None without a KL term)."""
     loss_total, kl_sum, kl_n = 0.0, 0.0, 0
-    pad = 0
     for start in range(0, len(rows), micro):
         part = rows[start : start + micro]
-        batch = pad_right([r.ids for r in part], [r.labels for r in part], pad)
-        logp = token_logprobs(model, batch)
+        logp = token_logprobs(model, _batch(part, accelerator.device))
         sizes = [len(r.adv) for r in part]
         olds = torch.cat([r.old for r in part]) if not first else logp.detach()
         if first:
             for r, piece in zip(part, logp.detach().split(sizes)):
                 r.old = piece
         ref = torch.cat([r.ref for r in part]) if rl.beta > 0 else None
-        per_token, kl = policy_loss(logp, olds, torch.cat([r.adv for r in part]), rl.epsilon, ref, rl.beta)
-        weight = torch.cat([torch.full((n,), r.weight) for r, n in zip(part, sizes)])
+        adv = torch.cat([r.adv for r in part]).to(logp.device)
+        per_token, kl = policy_loss(logp, olds, adv, rl.epsilon, ref, rl.beta)
+        weight = torch.cat([torch.full((n,), r.weight) for r, n in zip(part, sizes)]).to(logp.device)
         loss = (per_token * weight).sum()
         accelerator.backward(loss)
         loss_total += float(loss.detach())
@@ -184,13 +190,17 @@ def _update(model, accelerator, rows: list[_Row], micro: int, rl: RLConfig, firs
     return loss_total, (kl_sum / kl_n if kl_n else None)
 
 
+def _batch(part: list[_Row], device: torch.device) -> dict[str, torch.Tensor]:
+    """The rows right-padded (the pad id is masked out, its value unread), on ``device``."""
+    return {k: v.to(device) for k, v in pad_right([r.ids for r in part], [r.labels for r in part], 0).items()}
+
+
 @torch.no_grad()
-def _reference_logprobs(model, rows: list[_Row], micro: int, reference: Reference) -> None:
+def _reference_logprobs(model, rows: list[_Row], micro: int, reference: Reference, device: torch.device) -> None:
     with reference.swapped(model):
         for start in range(0, len(rows), micro):
             part = rows[start : start + micro]
-            batch = pad_right([r.ids for r in part], [r.labels for r in part], 0)
-            for r, piece in zip(part, token_logprobs(model, batch).split([len(r.adv) for r in part])):
+            for r, piece in zip(part, token_logprobs(model, _batch(part, device)).split([len(r.adv) for r in part])):
                 r.ref = piece
 
 
@@ -280,7 +290,7 @@ def rl_steps(
             advs = token_advantages(rollouts, rl, cfg.objective)
             rows = _rows(rollouts, advs, token_weights(rollouts, advs, rl, source.cap), rl.beta)
             if rl.beta > 0 and rows:
-                _reference_logprobs(model, rows, max(1, cfg.batch_size // cfg.grad_accum), reference)
+                _reference_logprobs(model, rows, max(1, cfg.batch_size // cfg.grad_accum), reference, accelerator.device)
             lr = lr_at(step, cfg, state.total)
             for group in optimizer.param_groups:
                 group["lr"] = lr * group["lr_scale"]

@@ -79,6 +79,25 @@ def test_step_credit_lands_on_the_tokens_that_write_the_wrong_step(tokenizer):
     assert tokenizer.decode(ids[:start]) == "6+9=15"
     right = "6+9=15,9+9+1=19,1+5+1=7 #### 795"
     assert wrong_step_span(right, reference, True) is None
+    # Stopped where a step was due (nothing written there): the penalty is on the stop token.
+    short = "6+9=15,9+9+1=19"
+    ids = tokenizer(short, add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
+    assert token_span(tokenizer, ids, wrong_step_span(short, reference, False), short) == (len(ids) - 1, len(ids))
+    # A leading blank is not part of the first step.
+    blank = tokenizer("\n" + text, add_special_tokens=False).input_ids
+    first, _ = token_span(tokenizer, blank, wrong_step_span(text, reference, False), text)
+    assert tokenizer.decode(blank[first:]).startswith(",9+9=18")
+
+
+def test_step_credit_leaves_right_answers_whole_and_groups_without_spread_unscaled():
+    group = _group([1, 1, 0, 0], lengths=[8, 8, 8, 8])
+    group[0].wrong_span = (2, 4)  # the right value with a step unlike the reference's
+    advs = token_advantages(group, replace(RL, step_credit=True), "grpo")
+    assert advs[0].tolist() == [0.5] * 8
+    flat = _group([0, 0, 0, 0], lengths=[8, 8, 8, 8])
+    flat[0].wrong_span = (2, 4)
+    scaled = token_advantages(flat, replace(RL, step_credit=True, scale_rewards=True), "grpo")
+    assert scaled[0].tolist() == [1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]  # not divided by a zero spread
 
 
 def test_rejection_sampling_keeps_each_distinct_verified_completion_once():
@@ -139,6 +158,10 @@ def test_the_weighted_draw_asks_the_categories_the_model_gets_wrong_more_often()
     hard = sum(e.category == "hard" for e in drawn)
     assert hard > 0.85 * len(drawn)  # easy ones kept at the floor's 10%: about 91% hard
     assert state.drawn > 400  # skipped problems count as drawn (a resumed run skips them too)
+    state = LoopState(rewards={"easy": 1.0, "hard": 0.5})
+    stream = iter([Example(str(i), "x", category="easy" if i % 2 else "hard") for i in range(4000)])
+    halves = _Draw(stream, state, replace(RL, category_weights="spread"), seed=0)(400)
+    assert sum(e.category == "hard" for e in halves) > 0.85 * 400  # right half the time: the most signal
     plain = _Draw(iter([Example(str(i), "x", category="easy" if i % 2 else "hard") for i in range(400)]), LoopState(), RL, 0)(100)
     assert sum(e.category == "hard" for e in plain) == 50
 
