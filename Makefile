@@ -1,14 +1,15 @@
 # Two entry points, both self-contained on a fresh clone:
 #   make demo  - set up .venv, then teach the bundled SmolLM2 2-digit +/- with LoRA
 #   make test  - set up .venv, then run the test suite (under 10 minutes on 2 cores)
-#   make test-real - the tests on the real bundled model (about 6 more minutes); CI runs both
+#   make test-slow - the slowest tests on the tiny models (about 3 more minutes)
+#   make test-real - the tests on the real bundled model (about 6 more minutes); CI runs all three
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.tasktune-installed
 LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DLLAMA_CURL=OFF
 
-.PHONY: setup demo test test-real bench clean
+.PHONY: setup demo test test-slow test-real bench clean
 
 setup: $(STAMP)
 
@@ -29,10 +30,18 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/tasktune train configs/arith_lora.yaml --overwrite
 
-# The default run leaves out the real bundled model's tests (a LoRA run, a GGUF read, memory
-# peaks: about 6 minutes on a 2-core CPU), so that it stays under 10 minutes; CI runs them too.
+# The default run spreads the files over one process per core (pytest-xdist, at most 4; each
+# test runs one torch thread) and leaves out the real bundled model's tests (a LoRA run, a
+# GGUF read, memory peaks: about 6 minutes on a 2-core CPU) and the few that take a minute or
+# more on the tiny models (`slow`), so that it stays under 10 minutes; CI runs all three.
+TEST_WORKERS ?= $(shell n=$$(nproc); echo $$(( n < 4 ? n : 4 )))
+PYTEST := $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
+
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not real_model"
+	$(PYTEST) -m "not real_model and not slow"
+
+test-slow: $(STAMP)
+	$(PYTEST) -m "slow and not real_model"
 
 test-real: $(STAMP)
 	$(BIN)/python -m pytest -q -m real_model

@@ -60,6 +60,7 @@ def _train(model, rows, out, share: float) -> tuple[float, float]:
     return metrics["final"]["exact_match"], metrics["suites"]["turns_3"]["exact_match"]
 
 
+@pytest.mark.slow  # two training runs that must learn: 2.5 minutes on a 2-core Zen 1
 def test_the_earlier_turn_suite_falls_without_conversation_rows(hidden64, tmp_path):
     _rows(tmp_path / "rows.jsonl", 3000, 0)
     lone = _train(hidden64, tmp_path / "rows.jsonl", tmp_path / "lone", 0.0)

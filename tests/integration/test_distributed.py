@@ -84,6 +84,7 @@ def test_two_processes_follow_the_single_process_loss_curve(tiny_model_dirs, tmp
 FSDP = {"ACCELERATE_USE_FSDP": "true", "FSDP_VERSION": "2", "FSDP_AUTO_WRAP_POLICY": "TRANSFORMER_BASED_WRAP"}
 
 
+@pytest.mark.slow  # five runs, three of them two processes: 80 s on a 2-core Zen 1
 def test_fsdp_two_processes_follow_the_single_process_run_and_resume(tiny_model_dirs, tmp_path):
     single, sharded, resumed = tmp_path / "one", tmp_path / "fsdp", tmp_path / "fsdp_resumed"
     model = tiny_model_dirs["llama"]

@@ -43,6 +43,7 @@ def _rows(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
+@pytest.mark.slow  # the export of every kind (the `exported` fixture): 70 s on a 2-core Zen 1
 def test_each_kind_is_written_checked_through_llama_cpp_and_given_a_modelfile(llama_run, exported):
     out, report = exported
     own = _rows(llama_run / "predictions.jsonl")
@@ -59,6 +60,7 @@ def test_each_kind_is_written_checked_through_llama_cpp_and_given_a_modelfile(ll
     assert "FROM ./tiny_llama-q8_0.gguf" in modelfile and 'PARAMETER stop "<|im_end|>"' in modelfile
 
 
+@pytest.mark.slow  # shares the export of every kind
 def test_eval_gguf_writes_the_same_results_as_any_evaluation(llama_run, exported, tmp_path):
     out, _ = exported
     result = tasktune("eval", "--gguf", str(out / "tiny_llama-f32.gguf"), "--out", str(tmp_path / "ev"))

@@ -53,7 +53,7 @@ def uninterrupted(tiny_model_dirs, tmp_path_factory) -> Path:
     return out
 
 
-@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("seed", [0, pytest.param(1, marks=pytest.mark.slow)])  # a second kill point
 def test_kill_9_then_resume_ends_as_an_uninterrupted_run(uninterrupted, tiny_model_dirs, tmp_path, seed):
     out = tmp_path / "killed"
     env = {**os.environ, "TQDM_DISABLE": "1", "OMP_NUM_THREADS": "1"}

@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from tasktune.config import ConfigError, RunConfig, TrainConfig, config_to_dict, field_docs, load_config
+from tasktune.config.load import _UniqueKeys
 
 CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml"))
 
@@ -115,6 +116,17 @@ def test_malformed_override_and_yaml(tmp_path):
         load_config(_write(tmp_path, "- a\n- b\n"))
 
 
+def test_a_section_written_twice_is_refused_not_silently_replaced(tmp_path):
+    """PyYAML keeps the last of two equal keys: a second `train:` would drop the first."""
+    text = "train:\n  max_steps: 3\nencoding:\n  template: chatml\ntrain:\n  lr: 0.1\n"
+    with pytest.raises(ConfigError, match=r"the key 'train' is written twice in one mapping \(first on line 1\)"):
+        load_config(_write(tmp_path, text))
+    with pytest.raises(ConfigError, match=r"the key 'lr' is written twice"):
+        load_config(_write(tmp_path, "train:\n  lr: 0.1\n  lr: 0.2\n"))
+    merged = "base: &b {max_steps: 3}\ntrain:\n  <<: *b\n  lr: 0.1\n"  # a merge key is not a second key
+    assert yaml.load(merged, Loader=_UniqueKeys)["train"] == {"max_steps": 3, "lr": 0.1}
+
+
 def test_missing_file_raises_file_not_found(tmp_path):
     missing = tmp_path / "nope.yaml"
     with pytest.raises(FileNotFoundError, match="nope.yaml"):
@@ -146,7 +158,7 @@ def test_every_field_of_every_section_has_help_text():
     for cls in sections:
         missing = {f.name for f in dataclasses.fields(cls)} - set(field_docs(cls))
         assert not missing, f"{cls.__name__}: fields without a docstring under them: {sorted(missing)}"
-    assert field_docs(TrainConfig)["max_steps"] == "Optimizer steps."
+    assert field_docs(TrainConfig)["max_steps"] == "Optimizer steps (grpo/rft: sampling rounds)."
 
 
 def test_shipped_configs_exist():

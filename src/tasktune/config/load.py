@@ -151,6 +151,32 @@ def _set_path(tree: dict[str, Any], dotted: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
+class _UniqueKeys(yaml.SafeLoader):
+    """``yaml.safe_load``'s loader, except that a key written twice in one mapping is an
+    error: PyYAML keeps the last silently, so a second ``train:`` section would drop the
+    first without a word."""
+
+
+def _unique_mapping(loader: _UniqueKeys, node: yaml.MappingNode, deep: bool = False) -> dict:
+    first: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *anchor` merges, it is not a key
+            continue
+        key = loader.construct_object(key_node, deep=deep)
+        try:
+            line = first.setdefault(key, key_node.start_mark.line)
+        except TypeError:  # an unhashable key: the safe constructor below says so
+            continue
+        if line != key_node.start_mark.line:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"the key {key!r} is written twice in one mapping (first on line {line + 1}): keep one "
+                "(YAML would silently keep the last)", key_node.start_mark)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeys.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
     """Read a YAML config, apply ``key=value`` overrides, and validate it.
 
@@ -172,7 +198,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         if not p.is_file():
             raise FileNotFoundError(f"config file not found: {p}")
         try:
-            loaded = yaml.safe_load(p.read_text(encoding="utf-8-sig"))
+            loaded = yaml.load(p.read_text(encoding="utf-8-sig"), Loader=_UniqueKeys)
         except UnicodeDecodeError as exc:
             raise ConfigError(source, [f"not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8"]) from None
         except yaml.YAMLError as exc:

@@ -10,7 +10,7 @@ import torch
 
 from tasktune.config.rl import RLConfig
 
-__all__ = ["Rollout", "token_advantages", "policy_loss", "token_weights"]
+__all__ = ["Rollout", "token_advantages", "policy_loss", "likelihood_loss", "token_weights"]
 
 
 @dataclass
@@ -95,7 +95,18 @@ def policy_loss(
     (``old``), plus ``beta`` times the k3 estimate of the KL to ``ref``; and that KL
     estimate per token (None without ``ref``). All tensors one value per token."""
     ratio = torch.exp(logp - old)
-    loss = -torch.min(ratio * adv, ratio.clamp(1 - epsilon, 1 + epsilon) * adv)
+    return _with_kl(-torch.min(ratio * adv, ratio.clamp(1 - epsilon, 1 + epsilon) * adv), logp, ref, beta)
+
+
+def likelihood_loss(logp: torch.Tensor, ref: torch.Tensor | None = None, beta: float = 0.0) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Rejection sampling's per-token loss: the kept answers' negative log-likelihood (SFT on
+    them; the clipped surrogate with an advantage of 1 has its gradient on a first update, but
+    its value is a constant -1, which tells the log nothing), plus ``beta`` times the KL term."""
+    return _with_kl(-logp, logp, ref, beta)
+
+
+def _with_kl(loss: torch.Tensor, logp: torch.Tensor, ref: torch.Tensor | None, beta: float) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``loss`` plus ``beta`` times the k3 estimate of the KL to ``ref``, and that estimate."""
     if ref is None:
         return loss, None
     kl = torch.exp(ref - logp) - (ref - logp) - 1

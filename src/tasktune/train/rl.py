@@ -40,7 +40,7 @@ from tasktune.data.example import Example
 from tasktune.encoding import pad_right
 from tasktune.train.loop import LoopState, NonFiniteLoss, StepInfo, counted, prepare_optimizer, seconds_since
 from tasktune.train.loss import token_logprobs
-from tasktune.train.policy import Rollout, policy_loss, token_advantages, token_weights
+from tasktune.train.policy import Rollout, likelihood_loss, policy_loss, token_advantages, token_weights
 from tasktune.train.schedule import Pace, lr_at, reschedule_message
 
 __all__ = ["Source", "Reference", "rl_steps", "CATEGORY_FLOOR"]
@@ -165,10 +165,11 @@ def _figures(rollouts: list[Rollout], advs: list, rl: RLConfig, objective: str, 
     return out
 
 
-def _update(model, accelerator, rows: list[_Row], micro: int, rl: RLConfig, first: bool) -> tuple[float, float | None]:
-    """Gradients of the step's loss over ``rows`` in micro-batches of ``micro``; the first
-    pass on a batch records each token's sampling-policy log-probability. Returns the loss
-    and the mean KL estimate (None without a KL term)."""
+def _update(model, accelerator, rows: list[_Row], micro: int, rl: RLConfig, first: bool, kept: bool) -> tuple[float, float | None]:
+    """Gradients of the step's loss over ``rows`` in micro-batches of ``micro``: the clipped
+    policy loss, or for kept answers (rejection sampling) their negative log-likelihood; the
+    first pass on a batch records each token's sampling-policy log-probability. Returns the
+    loss and the mean KL estimate (None without a KL term)."""
     loss_total, kl_sum, kl_n = 0.0, 0.0, 0
     for start in range(0, len(rows), micro):
         part = rows[start : start + micro]
@@ -180,7 +181,7 @@ def _update(model, accelerator, rows: list[_Row], micro: int, rl: RLConfig, firs
                 r.old = piece
         ref = torch.cat([r.ref for r in part]) if rl.beta > 0 else None
         adv = torch.cat([r.adv for r in part]).to(logp.device)
-        per_token, kl = policy_loss(logp, olds, adv, rl.epsilon, ref, rl.beta)
+        per_token, kl = likelihood_loss(logp, ref, rl.beta) if kept else policy_loss(logp, olds, adv, rl.epsilon, ref, rl.beta)
         weight = torch.cat([torch.full((n,), r.weight) for r, n in zip(part, sizes)]).to(logp.device)
         loss = (per_token * weight).sum()
         accelerator.backward(loss)
@@ -224,7 +225,7 @@ def _round(model, accelerator, optimizer, params, rows: list[_Row], cfg: TrainCo
     loss, grad_norm, kl = 0.0, 0.0, None
     micro = max(1, cfg.batch_size // cfg.grad_accum)
     for iteration in range(rl.num_iterations if rows else 0):
-        loss, kl = _update(model, accelerator, rows, micro, rl, first=iteration == 0)
+        loss, kl = _update(model, accelerator, rows, micro, rl, first=iteration == 0, kept=cfg.objective == "rft")
         grad_norm = float(accelerator.clip_grad_norm_(params, cfg.max_grad_norm if cfg.max_grad_norm > 0 else math.inf))
         if not (math.isfinite(loss) and math.isfinite(grad_norm)):
             optimizer.zero_grad(set_to_none=True)

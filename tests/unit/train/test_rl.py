@@ -166,30 +166,56 @@ def test_the_weighted_draw_asks_the_categories_the_model_gets_wrong_more_often()
     assert sum(e.category == "hard" for e in plain) == 50
 
 
-def test_the_loop_raises_the_probability_of_the_rewarded_completion(tiny_model_dirs, tokenizer):
-    """Two fixed completions per prompt, the first rewarded: a few GRPO steps make it more
-    likely than the other, which starts as likely."""
+def _two_answers(tiny_model_dirs, tokenizer):
+    """The tiny Llama with LoRA; a rollout that asks ``3+9=`` in place of every problem
+    and answers "12" (rewarded) and "21"; and the log-probability of each answer (summed
+    over its tokens, the stop token included) and their length."""
     model = get_adapter("lora").apply(load_model(resolve_model(str(tiny_model_dirs["llama"])), torch.float32), AdapterConfig())
     encoder = ChatEncoder(tokenizer)
     good, bad = tokenizer("12", add_special_tokens=False).input_ids, tokenizer("21", add_special_tokens=False).input_ids
     stop = [encoder.stop_id]
 
-    def rollout(examples, step):
-        return [Rollout(encoder.prompt_ids(e), c + stop, float(c == good)) for e in examples for c in (good, bad)]
+    e = Example("3+9=", "12")
 
-    def gap():
-        e = Example("3+9=", "12")
+    def rollout(examples, step):
+        return [Rollout(encoder.prompt_ids(e), c + stop, float(c == good)) for _ in examples for c in (good, bad)]
+
+    def logprobs() -> tuple[float, float, int]:
         rows = [encoder.prompt_ids(e) + c + stop for c in (good, bad)]
         labels = [[-100] * len(encoder.prompt_ids(e)) + c + stop for c in (good, bad)]
         with torch.no_grad():
             logp = token_logprobs(model, pad_right(rows, labels, 0)).split(len(good) + 1)
-        return float(logp[0].sum() - logp[1].sum())
+        return float(logp[0].sum()), float(logp[1].sum()), len(good) + 1
 
-    before = gap()
-    cfg = TrainConfig(objective="grpo", max_steps=6, batch_size=4, lr=1e-2, warmup_steps=0, schedule="constant")
-    rl = RLConfig(num_generations=2)
+    return model, rollout, logprobs
+
+
+def _run(model, rollout, objective: str) -> list:
+    cfg = TrainConfig(objective=objective, max_steps=6, batch_size=4, lr=1e-2, warmup_steps=0, schedule="constant")
     stream = build_datasets(DataConfig(), n_eval=2, eval_seed=0, seed=0).train
-    infos = list(rl_steps(model, make_accelerator(cfg, 0), Source(stream, rollout), cfg, rl, LoopState()))
+    return list(rl_steps(model, make_accelerator(cfg, 0), Source(stream, rollout), cfg, RLConfig(num_generations=2), LoopState()))
+
+
+def test_the_loop_raises_the_probability_of_the_rewarded_completion(tiny_model_dirs, tokenizer):
+    """Two fixed completions per prompt, the first rewarded: a few GRPO steps make it more
+    likely than the other, which starts as likely."""
+    model, rollout, logprobs = _two_answers(tiny_model_dirs, tokenizer)
+    good, bad, _ = logprobs()
+    infos = _run(model, rollout, "grpo")
     assert [i.step for i in infos] == list(range(1, 7))
     assert infos[-1].figures["reward_mean"] == 0.5 and infos[-1].figures["no_spread"] == 0.0
-    assert gap() > before + 1.0
+    after_good, after_bad, _ = logprobs()
+    assert after_good - after_bad > good - bad + 1.0
+
+
+def test_rejection_sampling_trains_the_kept_answer_and_logs_its_likelihood_loss(tiny_model_dirs, tokenizer):
+    """RFT keeps the rewarded answer (once in each group) and trains on it
+    as an SFT row: its logged loss is that answer's negative log-likelihood per token, which
+    falls, not the surrogate's constant -1."""
+    model, rollout, logprobs = _two_answers(tiny_model_dirs, tokenizer)
+    good, _, tokens = logprobs()
+    infos = _run(model, rollout, "rft")
+    assert [i.figures["kept"] for i in infos] == [2] * 6  # each group's "12", kept once in each
+    assert infos[0].loss == pytest.approx(-good / tokens, rel=1e-3)  # the step's mean over the kept tokens
+    assert infos[-1].loss < infos[0].loss - 0.2  # it falls (the grpo surrogate logged -1.0 every step)
+    assert logprobs()[0] > good + 1.0
