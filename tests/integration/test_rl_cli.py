@@ -132,6 +132,7 @@ def test_starts_and_rewards_it_cannot_take_are_refused_in_one_line(sft_run, dist
     assert "cannot import 'absent_rewards:score'" in refused("rl.reward=absent_rewards:score")
     assert "rl.step_credit: steps are credited against the verifier's reward" in refused("rl.step_credit=true", "rl.reward=random")
     assert "must be a multiple of rl.num_generations" in refused("rl.num_generations=3")
+    assert "with 1 every advantage is 0" in refused("rl.num_generations=1", "rl.step_credit=false")
     assert "set train.init_from (or rl.beta=0)" in refused("rl.beta=0.1", start=None)
     assert "is this run's own output_dir" in refused(f"output_dir={sft_run}", "--overwrite")
     assert (sft_run / "metrics.json").is_file()  # --overwrite did not touch the run it would start from

@@ -22,7 +22,8 @@ class RLConfig:
     """Completions sampled per prompt (a group); train.batch_size counts completions, so
     a step asks train.batch_size / num_generations prompts."""
     temperature: float = 1.0
-    """Sampling temperature of the completions."""
+    """Sampling temperature of the completions; the loss takes their log-probabilities at it
+    too (the distribution they were sampled from, as TRL does; ``top_p`` is not corrected for)."""
     top_p: float = 1.0
     """Nucleus sampling mass of the completions."""
     max_completion_length: int | None = None
@@ -37,7 +38,9 @@ class RLConfig:
     step_credit: bool = False
     """Worked answers: the advantage of a wrong completion lands on its first wrong step
     (the step verifier's, against the reference): the steps before it earn a right answer's
-    credit, the wrong step's tokens carry the penalty, the tokens after it none."""
+    credit, the wrong step's tokens a penalty as large as that credit or a wrong answer's,
+    whichever is larger, the tokens after it none. So a group of wrong answers, which has
+    no signal by outcome, still teaches its right steps and its first wrong one."""
     scale_rewards: bool = False
     """Divide each group's advantages by its reward spread (GRPO); false: Dr. GRPO's
     unscaled advantages (no weight on groups that are nearly all right or all wrong)."""

@@ -58,6 +58,9 @@ class RunConfig:
             p += self.rl.problems()
             if self.rl.beta > 0 and not self.train.init_from:
                 p.append("rl.beta: the KL term is to the starting run's adapter; set train.init_from (or rl.beta=0)")
+            if self.train.objective == "grpo" and self.rl.num_generations < 2 and not self.rl.step_credit:
+                p.append("rl.num_generations: grpo compares each answer with the others of its group; with 1 every "
+                         "advantage is 0 and nothing is learned: use 2 or more (or train.objective=rft)")
             if self.train.batch_size % self.rl.num_generations:
                 p.append(f"train.batch_size ({self.train.batch_size}) counts completions: it must be a multiple of "
                          f"rl.num_generations ({self.rl.num_generations})")

@@ -78,13 +78,14 @@ def supervised_loss_sum(model, batch: dict[str, torch.Tensor], share_prefix: boo
     return F.cross_entropy(logits.float(), targets, reduction="sum")
 
 
-def token_logprobs(model, batch: dict[str, torch.Tensor], share_prefix: bool = False) -> torch.Tensor:
+def token_logprobs(model, batch: dict[str, torch.Tensor], share_prefix: bool = False, temperature: float = 1.0) -> torch.Tensor:
     """Log-probability (float32) of every supervised token of ``batch`` under ``model``,
     in row-major order of the supervised positions (as ``labels[:, 1:] != -100`` lists
-    them): what a policy-gradient loss weighs token by token. Arguments as
-    :func:`supervised_loss_sum`."""
+    them): what a policy-gradient loss weighs token by token. ``temperature``: the logits
+    divided by it first, the distribution completions were sampled from. Other arguments
+    as :func:`supervised_loss_sum`."""
     logits, targets = supervised_logits(model, batch, share_prefix)
-    return -F.cross_entropy(logits.float(), targets, reduction="none")
+    return -F.cross_entropy(logits.float() / temperature, targets, reduction="none")
 
 
 def supervised_logits(model, batch: dict[str, torch.Tensor], share_prefix: bool = False) -> tuple[torch.Tensor, torch.Tensor]:

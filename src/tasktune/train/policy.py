@@ -66,8 +66,12 @@ def token_advantages(rollouts: list[Rollout], rl: RLConfig, objective: str) -> l
             adv = torch.full((len(r.completion),), (r.reward - mean) * scale)
             if rl.step_credit and r.wrong_span is not None and r.reward < 1.0:  # a wrong answer's first wrong step
                 start, end = r.wrong_span
-                adv[:start] = (1.0 - mean) * scale  # the right steps before it: a right answer's credit
-                adv[start:end] = (0.0 - mean) * scale  # the wrong step: a wrong answer's
+                credit = 1.0 - mean
+                adv[:start] = credit * scale  # the right steps before it: a right answer's credit
+                # The wrong step: a wrong answer's penalty, and no smaller than that credit, so
+                # that in a group of wrong answers (mean 0) the step that went wrong is still
+                # pushed down as far as the steps before it are pushed up.
+                adv[start:end] = -max(mean, credit) * scale
                 adv[end:] = 0.0  # what follows a wrong step is neither
             out.append(adv)
     return out

@@ -9,14 +9,16 @@ verifier), turns the rewards into an advantage per completion token, and takes
 * **GRPO** (``objective: grpo``): each completion's advantage is its reward minus its
   group's mean (Dr. GRPO: not divided by the group's spread unless ``scale_rewards``);
   with ``step_credit`` a wrong completion's tokens before its first wrong step get a right
-  answer's advantage, the wrong step's tokens the wrong answer's, the rest none. The loss
-  is PPO's clipped ratio to the sampling policy, plus ``beta`` times the k3 estimate of the
+  answer's advantage, the wrong step's tokens a penalty at least as large, the rest none.
+  The loss is PPO's clipped ratio to the sampling policy (log-probabilities at the
+  sampling temperature), plus ``beta`` times the k3 estimate of the
   KL to the starting policy, normalised per token (DAPO) unless ``loss_type`` says otherwise.
 * **Rejection sampling** (``objective: rft``): the verified-right completions (every step
   right, for worked answers) are trained on as SFT rows, each distinct one once.
 
-Groups whose rewards all agree carry no advantage: they are not run through the model
-(the loss's token count still includes them, so the figure is the same). The stage
+Groups whose rewards all agree carry no advantage (but for step credit's, in a group of
+wrong answers): they are not run through the model (the loss's token count still
+includes them, so the figure is the same). The stage
 imports nothing after ``train``: sampling and scoring come in as ``rollout``.
 """
 
@@ -173,7 +175,7 @@ def _update(model, accelerator, rows: list[_Row], micro: int, rl: RLConfig, firs
     loss_total, kl_sum, kl_n = 0.0, 0.0, 0
     for start in range(0, len(rows), micro):
         part = rows[start : start + micro]
-        logp = token_logprobs(model, _batch(part, accelerator.device))
+        logp = token_logprobs(model, _batch(part, accelerator.device), temperature=rl.temperature)
         sizes = [len(r.adv) for r in part]
         olds = torch.cat([r.old for r in part]) if not first else logp.detach()
         if first:
@@ -201,7 +203,8 @@ def _reference_logprobs(model, rows: list[_Row], micro: int, reference: Referenc
     with reference.swapped(model):
         for start in range(0, len(rows), micro):
             part = rows[start : start + micro]
-            for r, piece in zip(part, token_logprobs(model, _batch(part, device)).split([len(r.adv) for r in part])):
+            logp = token_logprobs(model, _batch(part, device), temperature=rl.temperature)
+            for r, piece in zip(part, logp.split([len(r.adv) for r in part])):
                 r.ref = piece
 
 

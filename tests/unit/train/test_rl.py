@@ -57,7 +57,7 @@ def test_step_credit_puts_the_penalty_on_the_wrong_steps_tokens_and_credits_the_
     credited = token_advantages(group, replace(RL, step_credit=True), "grpo")[1]
     assert plain.tolist() == [-0.25] * 8  # outcome only: every token of the wrong answer alike
     assert credited[:3].tolist() == [0.75] * 3  # the right steps before it: a right answer's credit
-    assert credited[3:5].tolist() == [-0.25] * 2  # the wrong step: the wrong answer's advantage
+    assert credited[3:5].tolist() == [-0.75] * 2  # the wrong step: as far down as the credit goes up
     assert credited[5:].tolist() == [0.0] * 3  # after it: nothing
     # In the loss: the gradient on each token's log-probability is -advantage x weight, so
     # only the wrong step's tokens are pushed down and the tokens after it not at all.
@@ -94,10 +94,15 @@ def test_step_credit_leaves_right_answers_whole_and_groups_without_spread_unscal
     group[0].wrong_span = (2, 4)  # the right value with a step unlike the reference's
     advs = token_advantages(group, replace(RL, step_credit=True), "grpo")
     assert advs[0].tolist() == [0.5] * 8
+    mostly = _group([1, 1, 1, 0], lengths=[8, 8, 8, 8])
+    mostly[3].wrong_span = (2, 4)
+    assert token_advantages(mostly, replace(RL, step_credit=True), "grpo")[3].tolist()[:4] == [0.25, 0.25, -0.75, -0.75]
     flat = _group([0, 0, 0, 0], lengths=[8, 8, 8, 8])
     flat[0].wrong_span = (2, 4)
     scaled = token_advantages(flat, replace(RL, step_credit=True, scale_rewards=True), "grpo")
-    assert scaled[0].tolist() == [1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]  # not divided by a zero spread
+    # Not divided by a zero spread; all wrong (mean 0): the right steps credited, the wrong one penalised.
+    assert scaled[0].tolist() == [1.0, 1.0, -1.0, -1.0, 0.0, 0.0, 0.0, 0.0]
+    assert token_advantages(flat, RL, "grpo")[0].tolist() == [0.0] * 8  # without step credit: no signal
 
 
 def test_rejection_sampling_keeps_each_distinct_verified_completion_once():
@@ -180,20 +185,20 @@ def _two_answers(tiny_model_dirs, tokenizer):
     def rollout(examples, step):
         return [Rollout(encoder.prompt_ids(e), c + stop, float(c == good)) for _ in examples for c in (good, bad)]
 
-    def logprobs() -> tuple[float, float, int]:
+    def logprobs(temperature: float = 1.0) -> tuple[float, float, int]:
         rows = [encoder.prompt_ids(e) + c + stop for c in (good, bad)]
         labels = [[-100] * len(encoder.prompt_ids(e)) + c + stop for c in (good, bad)]
         with torch.no_grad():
-            logp = token_logprobs(model, pad_right(rows, labels, 0)).split(len(good) + 1)
+            logp = token_logprobs(model, pad_right(rows, labels, 0), temperature=temperature).split(len(good) + 1)
         return float(logp[0].sum()), float(logp[1].sum()), len(good) + 1
 
     return model, rollout, logprobs
 
 
-def _run(model, rollout, objective: str) -> list:
+def _run(model, rollout, objective: str, **rl) -> list:
     cfg = TrainConfig(objective=objective, max_steps=6, batch_size=4, lr=1e-2, warmup_steps=0, schedule="constant")
     stream = build_datasets(DataConfig(), n_eval=2, eval_seed=0, seed=0).train
-    return list(rl_steps(model, make_accelerator(cfg, 0), Source(stream, rollout), cfg, RLConfig(num_generations=2), LoopState()))
+    return list(rl_steps(model, make_accelerator(cfg, 0), Source(stream, rollout), cfg, RLConfig(num_generations=2, **rl), LoopState()))
 
 
 def test_the_loop_raises_the_probability_of_the_rewarded_completion(tiny_model_dirs, tokenizer):
@@ -211,11 +216,13 @@ def test_the_loop_raises_the_probability_of_the_rewarded_completion(tiny_model_d
 def test_rejection_sampling_trains_the_kept_answer_and_logs_its_likelihood_loss(tiny_model_dirs, tokenizer):
     """RFT keeps the rewarded answer (once in each group) and trains on it
     as an SFT row: its logged loss is that answer's negative log-likelihood per token, which
-    falls, not the surrogate's constant -1."""
+    falls, not the surrogate's constant -1; taken at the sampling temperature, as the
+    policy loss's log-probabilities are (the distribution the answers came from)."""
     model, rollout, logprobs = _two_answers(tiny_model_dirs, tokenizer)
-    good, _, tokens = logprobs()
-    infos = _run(model, rollout, "rft")
+    good, _, tokens = logprobs(temperature=0.5)
+    assert abs(good - logprobs()[0]) > 0.1  # the temperature changes the figure
+    infos = _run(model, rollout, "rft", temperature=0.5)
     assert [i.figures["kept"] for i in infos] == [2] * 6  # each group's "12", kept once in each
     assert infos[0].loss == pytest.approx(-good / tokens, rel=1e-3)  # the step's mean over the kept tokens
     assert infos[-1].loss < infos[0].loss - 0.2  # it falls (the grpo surrogate logged -1.0 every step)
-    assert logprobs()[0] > good + 1.0
+    assert logprobs(temperature=0.5)[0] > good + 1.0
