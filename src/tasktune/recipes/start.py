@@ -64,8 +64,9 @@ def check_start(cfg: RunConfig) -> None:
     if not _continues(method):
         raise ValueError(f"train.init_from: a {method} run cannot be continued yet; start {method} fresh, or train lora")
     mine, theirs = config_to_dict(cfg.adapter), config_to_dict(start.adapter)
-    differ = [f"{k}: {theirs[method].get(k)!r} there, {v!r} here" for k, v in (mine.get(method) or {}).items()
-              if k not in TRAINING_ONLY and (theirs.get(method) or {}).get(k) != v]
+    there = theirs.get(method) or {}
+    differ = [f"{k}: {there.get(k)!r} there, {v!r} here" for k, v in (mine.get(method) or {}).items()
+              if k not in TRAINING_ONLY and there.get(k) != v]
     if differ:
         raise ValueError(f"train.init_from: the adapter's settings differ from {folder}'s ({'; '.join(differ)}); an adapter "
                          "goes on in its own shape: copy its adapter section")

@@ -144,7 +144,9 @@ def _figures(rollouts: list[Rollout], advs: list, rl: RLConfig, objective: str, 
     rewards = [r.reward for r in rollouts]
     mean = sum(rewards) / len(rewards)
     size = rl.num_generations
-    groups = [rewards[i : i + size] for i in range(0, len(rewards), size)]
+    # A group's spread among the answers that are scored (not cut off at the cap and masked).
+    groups = [[r.reward for r in rollouts[i : i + size] if not (r.truncated and rl.mask_truncated_completions)]
+              for i in range(0, len(rollouts), size)]
     by: dict[str, list[float]] = defaultdict(list)
     for r in rollouts:
         by[r.category].append(r.reward)
@@ -152,7 +154,7 @@ def _figures(rollouts: list[Rollout], advs: list, rl: RLConfig, objective: str, 
     out = {
         "reward_mean": round(mean, 4),
         "reward_std": round(math.sqrt(sum((x - mean) ** 2 for x in rewards) / len(rewards)), 4),
-        "no_spread": round(sum(len(set(g)) == 1 for g in groups) / len(groups), 4),
+        "no_spread": round(sum(len(set(g)) <= 1 for g in groups) / len(groups), 4),
         "completion_length": round(sum(len(r.completion) for r in rollouts) / len(rollouts), 2),
         "truncated": round(sum(r.truncated for r in rollouts) / len(rollouts), 4),
         "trained": sum(a is not None and bool(a.any()) for a in advs),

@@ -19,7 +19,7 @@ from tasktune.recipes.rollouts import token_span
 from tasktune.train import LoopState, make_accelerator
 from tasktune.train.loss import token_logprobs
 from tasktune.train.policy import Rollout, policy_loss, token_advantages, token_weights as _weights
-from tasktune.train.rl import Reference, Source, _Draw, rl_steps
+from tasktune.train.rl import Reference, Source, _Draw, _figures, rl_steps
 
 RL = RLConfig(num_generations=4)
 
@@ -48,6 +48,15 @@ def test_truncated_completions_are_left_out_of_the_baseline_and_the_loss():
     assert float(advs[0][0]) == pytest.approx(1 - 1 / 3)
     kept = token_advantages(group, replace(RL, mask_truncated_completions=False), "grpo")
     assert kept[3] is not None and float(kept[0][0]) == pytest.approx(0.75)
+
+
+def test_a_group_counts_as_without_spread_among_its_scored_answers():
+    group = _group([1, 1, 1, 0])
+    group[3].truncated = True  # cut off at the cap: no reward, left out of the loss
+    advs = token_advantages(group, RL, "grpo")
+    assert _figures(group, advs, RL, "grpo", None)["no_spread"] == 1.0 and _figures(group, advs, RL, "grpo", None)["trained"] == 0
+    kept = replace(RL, mask_truncated_completions=False)
+    assert _figures(group, token_advantages(group, kept, "grpo"), kept, "grpo", None)["no_spread"] == 0.0
 
 
 def test_step_credit_puts_the_penalty_on_the_wrong_steps_tokens_and_credits_the_steps_before():
