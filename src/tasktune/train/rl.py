@@ -201,11 +201,11 @@ def _batch(part: list[_Row], device: torch.device) -> dict[str, torch.Tensor]:
 
 
 @torch.no_grad()
-def _reference_logprobs(model, rows: list[_Row], micro: int, reference: Reference, device: torch.device) -> None:
+def _reference_logprobs(model, rows: list[_Row], micro: int, reference: Reference, device: torch.device, temperature: float) -> None:
     with reference.swapped(model):
         for start in range(0, len(rows), micro):
             part = rows[start : start + micro]
-            logp = token_logprobs(model, _batch(part, device), temperature=rl.temperature)
+            logp = token_logprobs(model, _batch(part, device), temperature=temperature)
             for r, piece in zip(part, logp.split([len(r.adv) for r in part])):
                 r.ref = piece
 
@@ -296,7 +296,8 @@ def rl_steps(
             advs = token_advantages(rollouts, rl, cfg.objective)
             rows = _rows(rollouts, advs, token_weights(rollouts, advs, rl, source.cap), rl.beta)
             if rl.beta > 0 and rows:
-                _reference_logprobs(model, rows, max(1, cfg.batch_size // cfg.grad_accum), reference, accelerator.device)
+                _reference_logprobs(model, rows, max(1, cfg.batch_size // cfg.grad_accum), reference, accelerator.device,
+                                    rl.temperature)
             lr = lr_at(step, cfg, state.total)
             for group in optimizer.param_groups:
                 group["lr"] = lr * group["lr_scale"]

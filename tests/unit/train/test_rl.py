@@ -204,10 +204,11 @@ def _two_answers(tiny_model_dirs, tokenizer):
     return model, rollout, logprobs
 
 
-def _run(model, rollout, objective: str, **rl) -> list:
+def _run(model, rollout, objective: str, reference: Reference | None = None, **rl) -> list:
     cfg = TrainConfig(objective=objective, max_steps=6, batch_size=4, lr=1e-2, warmup_steps=0, schedule="constant")
     stream = build_datasets(DataConfig(), n_eval=2, eval_seed=0, seed=0).train
-    return list(rl_steps(model, make_accelerator(cfg, 0), Source(stream, rollout), cfg, RLConfig(num_generations=2, **rl), LoopState()))
+    return list(rl_steps(model, make_accelerator(cfg, 0), Source(stream, rollout), cfg, RLConfig(num_generations=2, **rl), LoopState(),
+                         reference=reference))
 
 
 def test_the_loop_raises_the_probability_of_the_rewarded_completion(tiny_model_dirs, tokenizer):
@@ -235,3 +236,12 @@ def test_rejection_sampling_trains_the_kept_answer_and_logs_its_likelihood_loss(
     assert infos[0].loss == pytest.approx(-good / tokens, rel=1e-3)  # the step's mean over the kept tokens
     assert infos[-1].loss < infos[0].loss - 0.2  # it falls (the grpo surrogate logged -1.0 every step)
     assert logprobs(temperature=0.5)[0] > good + 1.0
+
+
+def test_the_kl_term_runs_in_the_loop_from_zero_at_the_start(tiny_model_dirs, tokenizer):
+    """rl.beta > 0: the reference pass runs (at the sampling temperature) and the logged KL
+    starts at 0, the policy being the reference, then grows as the policy moves."""
+    model, rollout, _ = _two_answers(tiny_model_dirs, tokenizer)
+    infos = _run(model, rollout, "grpo", reference=Reference(model), beta=0.1, temperature=0.7)
+    assert infos[0].figures["kl"] == 0.0
+    assert infos[-1].figures["kl"] > 0.0
