@@ -123,6 +123,8 @@ def test_a_section_written_twice_is_refused_not_silently_replaced(tmp_path):
         load_config(_write(tmp_path, text))
     with pytest.raises(ConfigError, match=r"the key 'lr' is written twice"):
         load_config(_write(tmp_path, "train:\n  lr: 0.1\n  lr: 0.2\n"))
+    with pytest.raises(ConfigError, match=r"the key 'r' is written twice in one mapping \(first on line 2\)"):
+        load_config(_write(tmp_path, "adapter:\n  lora: {r: 8, r: 16}\n"))  # one line, a flow mapping
     merged = "base: &b {max_steps: 3}\ntrain:\n  <<: *b\n  lr: 0.1\n"  # a merge key is not a second key
     assert yaml.load(merged, Loader=_UniqueKeys)["train"] == {"max_steps": 3, "lr": 0.1}
 

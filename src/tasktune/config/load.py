@@ -164,13 +164,14 @@ def _unique_mapping(loader: _UniqueKeys, node: yaml.MappingNode, deep: bool = Fa
             continue
         key = loader.construct_object(key_node, deep=deep)
         try:
-            line = first.setdefault(key, key_node.start_mark.line)
+            again = key in first
         except TypeError:  # an unhashable key: the safe constructor below says so
             continue
-        if line != key_node.start_mark.line:
+        if again:
             raise yaml.constructor.ConstructorError(
-                None, None, f"the key {key!r} is written twice in one mapping (first on line {line + 1}): keep one "
+                None, None, f"the key {key!r} is written twice in one mapping (first on line {first[key] + 1}): keep one "
                 "(YAML would silently keep the last)", key_node.start_mark)
+        first[key] = key_node.start_mark.line
     return loader.construct_mapping(node, deep=deep)
 
 
